@@ -1,0 +1,174 @@
+//! Gatehouse's storage: the capability traits the rest of the gateway programs against
+//! ([`IdpStore`], [`TokenStore`], [`OrgStore`]) and one implementation, [`Store`], backed by
+//! embedded SQLite (the default) or PostgreSQL (for several instances).
+//!
+//! Both backends run the same SQL text (`$n` placeholders work in both) through [`on_pool!`],
+//! so behaviour cannot drift between them; only migrations and connection setup differ.
+//! This crate stores and loads; it holds no business rules. It seals IdP client secrets with
+//! the installation's [`SecretKey`] on the way in and opens them on the way out, so no caller
+//! ever handles ciphertext and no plaintext secret reaches the database.
+
+mod error;
+mod idps;
+mod migrate;
+mod org;
+mod page;
+mod tokens;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use gatehouse_core::secret::SecretKey;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use error::StoreError;
+pub use idps::{IdpFilter, IdpStore};
+pub use org::OrgStore;
+pub use page::{Page, Paged};
+pub use tokens::{ApiToken, TokenStore};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend is active.
+/// The body is compiled once per backend, so the same SQL serves both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The gateway's store: a connection pool plus the key that seals secrets at rest.
+/// Cloning is cheap and shares the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    key: SecretKey,
+}
+
+/// Meta key under which a sealed canary proves the configured secret key is the one the
+/// stored secrets were sealed with.
+const KEY_CHECK: &str = "secret_key_check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"gatehouse secret key check";
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:`, or `postgres://...`), applies
+    /// pending migrations and verifies that `key` opens the secrets already stored.
+    ///
+    /// SQLite runs in WAL mode with `synchronous=FULL` and foreign keys on: a write is on
+    /// disk when the call that made it returns, so a `kill -9` loses no acknowledged write.
+    ///
+    /// # Errors
+    /// [`StoreError::Url`] for an unsupported URL, [`StoreError::Database`] when the database
+    /// is unreachable, [`StoreError::Migration`] when a migration fails or an applied one was
+    /// changed, [`StoreError::WrongSecretKey`] when `key` is not the installation's key.
+    #[tracing::instrument(skip_all)]
+    pub async fn connect(url: &str, key: SecretKey) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Url(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .connect_with(opts)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::Url(
+                "store URL must start with sqlite: or postgres:".to_owned(),
+            ));
+        };
+        let store = Self { backend, key };
+        migrate::run(&store).await?;
+        store.check_key().await?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend_kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Round-trips a trivial query; used by `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection; pending writes are already durable.
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await);
+    }
+
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// Reads a metadata value.
+    pub(crate) async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(p).await
+        })?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Stores `value` under `key` unless a value is already there; returns the stored value.
+    /// Safe when several instances start at once: the first writer wins for everyone.
+    pub(crate) async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        on_pool!(self, p => {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(p).await.map(|r| r.rows_affected())
+        })?;
+        self.meta_get(key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta key {key} vanished")))
+    }
+
+    async fn check_key(&self) -> Result<(), StoreError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let fresh = b64.encode(self.key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK.as_bytes())?);
+        let stored = self.meta_get_or_insert(KEY_CHECK, &fresh).await?;
+        let sealed = b64.decode(stored).map_err(|_| StoreError::WrongSecretKey)?;
+        match self.key.open(&sealed, KEY_CHECK.as_bytes()) {
+            Ok(p) if p == KEY_CHECK_PLAINTEXT => Ok(()),
+            _ => Err(StoreError::WrongSecretKey),
+        }
+    }
+}
