@@ -17,7 +17,9 @@ pub struct GoDuration(Duration);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Not of the form `<number><unit>...`.
-    #[error("invalid duration {0:?}: expected a number and a unit, e.g. \"24h\", \"30m\", \"1h30m\"")]
+    #[error(
+        "invalid duration {0:?}: expected a number and a unit, e.g. \"24h\", \"30m\", \"1h30m\""
+    )]
     Syntax(String),
     /// A unit other than ns, us, µs, ms, s, m, h.
     #[error("invalid duration {0:?}: unknown unit (use ns, us, ms, s, m or h)")]
@@ -187,7 +189,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn d(s: &str) -> Duration {
-        s.parse::<GoDuration>().map(GoDuration::get).unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse::<GoDuration>()
+            .map(GoDuration::get)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -204,16 +208,36 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "h", "24", "1x", "-1h", "1h-5m", "1..5h", ".h", "1 h", "99999999999999999999999999999999h"] {
+        for bad in [
+            "",
+            "h",
+            "24",
+            "1x",
+            "-1h",
+            "1h-5m",
+            "1..5h",
+            ".h",
+            "1 h",
+            "99999999999999999999999999999999h",
+        ] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn formats_compactly() {
-        assert_eq!(GoDuration::new(Duration::from_secs(86_400)).to_string(), "24h");
-        assert_eq!(GoDuration::new(Duration::from_secs(9_900)).to_string(), "2h45m");
-        assert_eq!(GoDuration::new(Duration::from_millis(90_500)).to_string(), "1m30s500ms");
+        assert_eq!(
+            GoDuration::new(Duration::from_secs(86_400)).to_string(),
+            "24h"
+        );
+        assert_eq!(
+            GoDuration::new(Duration::from_secs(9_900)).to_string(),
+            "2h45m"
+        );
+        assert_eq!(
+            GoDuration::new(Duration::from_millis(90_500)).to_string(),
+            "1m30s500ms"
+        );
         assert_eq!(GoDuration::new(Duration::ZERO).to_string(), "0s");
     }
 

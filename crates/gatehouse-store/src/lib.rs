@@ -97,7 +97,8 @@ impl Store {
                 .await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -148,7 +149,11 @@ impl Store {
 
     /// Stores `value` under `key` unless a value is already there; returns the stored value.
     /// Safe when several instances start at once: the first writer wins for everyone.
-    pub(crate) async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+    pub(crate) async fn meta_get_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
         on_pool!(self, p => {
             sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
                 .bind(key)

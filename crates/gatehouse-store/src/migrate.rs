@@ -80,7 +80,10 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         }
         Backend::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_ID).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_LOCK_ID)
+                .execute(&mut *tx)
+                .await?;
             sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
             for m in POSTGRES {
                 let applied: Option<(String,)> =
@@ -100,7 +103,10 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
 }
 
 fn failed(m: &Migration, e: &sqlx::Error) -> StoreError {
-    StoreError::Migration { version: m.version, reason: format!("{} ({e})", m.name) }
+    StoreError::Migration {
+        version: m.version,
+        reason: format!("{} ({e})", m.name),
+    }
 }
 
 /// `Ok(true)` when already applied unchanged; error when applied with a different text.
@@ -114,4 +120,3 @@ fn check_applied(m: &Migration, applied: Option<(String,)>) -> Result<bool, Stor
         }),
     }
 }
-

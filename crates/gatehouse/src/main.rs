@@ -1,1 +1,337 @@
-fn main() {}
+//! The `gatehouse` command line. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use gatehouse::config::{Config, ListenOverrides, Overrides, StoreOverrides};
+use gatehouse::gateway::Gateway;
+use gatehouse::keyfile;
+use gatehouse_core::TokenId;
+use gatehouse_core::secret::{generate_bearer_secret, hash_bearer_secret};
+use gatehouse_store::{ApiToken, OrgStore, Store, TokenStore};
+
+mod demo;
+
+/// Writes to standard output, ignoring a closed pipe (`gatehouse check | head`).
+pub(crate) fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `println!` that does not panic when standard output is closed.
+macro_rules! outln {
+    () => { out("\n") };
+    ($($arg:tt)*) => { out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Gatehouse: a self-hosted Zero Trust access gateway with Microsoft Entra ID.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (public and admin listeners).
+    Serve(ServeArgs),
+    /// Validate a configuration and print what it would serve.
+    Check(ServeArgs),
+    /// Manage admin API tokens.
+    #[command(name = "api-token", subcommand)]
+    ApiToken(ApiTokenCommand),
+    /// Run a complete demonstration on this machine with embedded defaults.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokenCommand {
+    /// Create a token and print it (once) on standard output; only its hash is stored.
+    Create(TokenArgs),
+}
+
+/// Options shared by every command that touches the store.
+#[derive(Debug, Clone, Args)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded store and generated key [default: ./gatehouse-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store URL: sqlite://PATH or postgres://... [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The team domain as browsers reach it [default: http://auth.localhost:8080].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Public (data plane) listen address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    public_listen: Option<String>,
+    /// Admin (API, dashboard, metrics) listen address [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A label for the token.
+    #[arg(long)]
+    name: String,
+    /// The token may only read (GET); writes are refused with 403.
+    #[arg(long)]
+    read_only: bool,
+}
+
+/// A failure with its exit code.
+enum Failure {
+    /// Bad usage or configuration: exit 2.
+    Usage(anyhow::Error),
+    /// Anything else: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.store.data_dir.clone(),
+            public_url: self.public_url.clone(),
+            listen: ListenOverrides {
+                public: self.public_listen.clone(),
+                admin: self.admin_listen.clone(),
+            },
+            store: StoreOverrides {
+                url: self.store.store_url.clone(),
+            },
+        }
+    }
+}
+
+impl StoreArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            store: StoreOverrides {
+                url: self.store_url.clone(),
+            },
+            ..Overrides::default()
+        }
+    }
+}
+
+fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, Failure> {
+    Config::load(file, overrides).map_err(|e| Failure::Usage(anyhow::anyhow!("{e}")))
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check(args) => check(args).await,
+        Command::ApiToken(ApiTokenCommand::Create(args)) => create_token(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Some(handle)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let config = load(args.store.config.as_deref(), &args.overrides())?;
+    init_tracing(&config.log_level);
+    let key = keyfile::resolve(&config, true)
+        .context("secret key")?
+        .ok_or_else(|| anyhow::anyhow!("no secret key could be created"))?;
+    let gateway = Gateway::start(&config, key, install_metrics())
+        .await
+        .context("start")?;
+    print_listeners(&gateway, &config);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}
+
+/// The listener lines on standard output; scripts and tests read the bound addresses here.
+fn print_listeners(gateway: &Gateway, config: &Config) {
+    outln!("public listener: http://{}", gateway.public_addr);
+    outln!("admin listener: http://{}", gateway.admin_addr);
+    outln!(
+        "team domain: {}",
+        config.public_url.origin().ascii_serialization()
+    );
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn check(args: ServeArgs) -> Result<(), Failure> {
+    let config = load(args.store.config.as_deref(), &args.overrides())?;
+    outln!("# configuration is valid; effective values (secrets masked):\n");
+    out(&config.to_redacted_toml());
+    outln!();
+    outln!("# would serve:");
+    outln!(
+        "#   public listener  http://{}  (team domain {})",
+        config.listen.public,
+        config.public_url.origin().ascii_serialization()
+    );
+    outln!(
+        "#   admin listener   http://{}  (/client/v4, /healthz, /readyz, /metrics)",
+        config.listen.admin
+    );
+    let store_url = config.store_url();
+    let sqlite_path = store_url.strip_prefix("sqlite://").map(PathBuf::from);
+    if sqlite_path.as_ref().is_some_and(|p| !p.exists()) {
+        outln!(
+            "#   store            {} (not created yet; created on first start)",
+            store_url
+        );
+        return Ok(());
+    }
+    let Some(key) = keyfile::resolve(&config, false).map_err(|e| Failure::Usage(e.into()))? else {
+        outln!(
+            "#   store            {} (no secret key yet; generated on first start)",
+            store_url
+        );
+        return Ok(());
+    };
+    let store = Store::connect(&store_url, key)
+        .await
+        .context("open the store")?;
+    let account = store.account_id().await.context("read the account")?;
+    let idps = gatehouse_store::IdpStore::list_idps(
+        &store,
+        gatehouse_store::IdpFilter::default(),
+        gatehouse_store::Page::new(1, 1),
+    )
+    .await
+    .context("read identity providers")?;
+    outln!(
+        "#   store            {} ({:?})",
+        gatehouse::config::redact_password(&store_url),
+        store.backend_kind()
+    );
+    outln!("#   account          {account}");
+    outln!("#   identity providers: {}", idps.total);
+    store.close().await;
+    Ok(())
+}
+
+async fn create_token(args: TokenArgs) -> Result<(), Failure> {
+    let config = load(args.store.config.as_deref(), &args.store.overrides())?;
+    init_tracing(&config.log_level);
+    if args.name.trim().is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!("--name must not be empty")));
+    }
+    let key = keyfile::resolve(&config, true)
+        .context("secret key")?
+        .ok_or_else(|| anyhow::anyhow!("no secret key could be created"))?;
+    let store = Store::connect(&config.store_url(), key)
+        .await
+        .context("open the store")?;
+    store.account_id().await.context("initialise the account")?;
+    let token = create_api_token(&store, args.name.trim(), args.read_only).await?;
+    store.close().await;
+    outln!("{token}");
+    Ok(())
+}
+
+/// Creates a token in `store` and returns its bearer value.
+async fn create_api_token(store: &Store, name: &str, read_only: bool) -> Result<String, Failure> {
+    let secret = generate_bearer_secret("gth_").context("generate token")?;
+    let record = ApiToken {
+        id: TokenId::generate(),
+        name: name.to_owned(),
+        secret_hash: hash_bearer_secret(secret.expose()),
+        read_only,
+        created_at: gatehouse_core::now_millis(),
+        last_used_at: None,
+    };
+    store
+        .insert_token(&record)
+        .await
+        .context("store the token")?;
+    tracing::info!(token = %record.id, read_only, "API token created");
+    Ok(secret.expose().to_owned())
+}

@@ -1,0 +1,121 @@
+//! The Cloudflare v4-compatible REST API (`/client/v4`).
+//!
+//! Layout: authentication wraps every route (including unknown ones, so probing needs a
+//! token); account-scoped routes additionally check the account id in the path.
+
+pub(crate) mod accounts;
+pub(crate) mod auth;
+pub mod envelope;
+pub(crate) mod extract;
+pub(crate) mod idps;
+pub(crate) mod organizations;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use gatehouse_core::AccountId;
+
+use crate::{AdminState, MAX_BODY_BYTES};
+use envelope::{ApiError, ErrorCode};
+
+pub(crate) fn router(state: AdminState) -> Router {
+    let account_scoped = Router::new()
+        .route(
+            "/accounts/{account_id}/access/identity_providers",
+            get(idps::list).post(idps::create),
+        )
+        .route(
+            "/accounts/{account_id}/access/identity_providers/{idp_id}",
+            get(idps::get).put(idps::replace).delete(idps::delete),
+        )
+        .route(
+            "/accounts/{account_id}/access/identity_providers/{idp_id}/refresh_scim_secret",
+            post(idps::refresh_scim_secret).put(idps::refresh_scim_secret),
+        )
+        .route(
+            "/accounts/{account_id}/access/organizations",
+            get(organizations::get)
+                .put(organizations::update)
+                .post(organizations::update),
+        )
+        .route_layer(from_fn_with_state(state.clone(), check_account));
+
+    Router::new()
+        .route("/accounts", get(accounts::list))
+        .route("/accounts/{account_id}", get(accounts::get))
+        .route("/user/tokens/verify", get(accounts::verify_token))
+        .route("/zones/{zone_id}/access/{*rest}", any(zone_scoped))
+        .merge(account_scoped)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Refuses account ids other than the installation's.
+async fn check_account(
+    State(state): State<AdminState>,
+    uri: OriginalUri,
+    params: RawPathParams,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let raw = params
+        .iter()
+        .find(|(k, _)| *k == "account_id")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let id: AccountId = extract::path_id(&uri, raw)?;
+    if id != state.account_id {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoRoute,
+            format!(
+                "Could not route to {}: account {id} does not exist here (GET /client/v4/accounts lists the account)",
+                uri.path()
+            ),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+async fn zone_scoped() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::NoRoute,
+        "Zone-scoped Access endpoints are not supported; use /client/v4/accounts/{account_id}/access/...",
+    )
+}
+
+async fn no_route(uri: OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NoRoute,
+        format!("No route for the URI {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "Method {} not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// The team domain's base URL (`scheme://host[:port]`): the organisation's `auth_domain` when
+/// set, else the configured `public_url`.
+pub(crate) fn team_base(state: &AdminState, org: &gatehouse_core::org::Organization) -> String {
+    match &org.auth_domain {
+        Some(domain) => format!("{}://{domain}", state.public_url.scheme()),
+        None => state.public_url.origin().ascii_serialization(),
+    }
+}

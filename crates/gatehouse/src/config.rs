@@ -1,0 +1,441 @@
+//! The gateway's configuration: one typed struct, layered as defaults → TOML file →
+//! `GATEHOUSE_*` environment → command-line flags, validated once. Unknown keys are errors
+//! (a typo must not silently fall back to a default); secrets are redacted in `Debug` and
+//! in `gatehouse check`.
+//!
+//! Environment names: `GATEHOUSE_` + the key in upper case, nested keys joined with `__`
+//! (`GATEHOUSE_LISTEN__PUBLIC`), plus the fixed aliases of the contract:
+//! `GATEHOUSE_PUBLIC_LISTEN`, `GATEHOUSE_ADMIN_LISTEN`, `GATEHOUSE_STORE_URL`, and
+//! `GATEHOUSE_SECRET_KEY` (the key itself).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use gatehouse_core::secret::SecretString;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Everything `serve`, `check` and `api-token create` read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store, the generated secret key and other state live.
+    pub data_dir: PathBuf,
+    /// The team domain as browsers reach it: scheme, host and port.
+    pub public_url: url::Url,
+    /// Listener addresses.
+    pub listen: ListenConfig,
+    /// The store.
+    pub store: StoreConfig,
+    /// File holding the at-rest encryption key (hex or base64 of 32 bytes).
+    pub secret_key_file: Option<PathBuf>,
+    /// The at-rest encryption key itself; normally from `GATEHOUSE_SECRET_KEY`.
+    #[serde(serialize_with = "redact")]
+    pub secret_key: Option<SecretKeyText>,
+    /// Log filter (`info`, `debug`, `gatehouse=debug,info`, ...).
+    pub log_level: String,
+    /// Origins by hostname, in the form of `cloudflared` ingress rules.
+    pub ingress: Vec<IngressRule>,
+    /// Microsoft Entra ID settings.
+    pub entra: EntraConfig,
+}
+
+/// A secret read from configuration; `Debug` prints nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "String")]
+pub struct SecretKeyText(pub SecretString);
+
+impl From<String> for SecretKeyText {
+    fn from(s: String) -> Self {
+        Self(SecretString::new(s))
+    }
+}
+
+fn redact<S: Serializer, T>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Data plane: team domain and protected applications.
+    pub public: SocketAddr,
+    /// Admin API, dashboard, health and metrics. Keep it on loopback or a private network.
+    pub admin: SocketAddr,
+}
+
+/// The store.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite file `gatehouse.db` in `data_dir`.
+    #[serde(serialize_with = "redact_url")]
+    pub url: Option<String>,
+}
+
+fn redact_url<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(u) => s.serialize_some(&redact_password(u)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `url` with any password replaced by `[redacted]`.
+pub fn redact_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// One ingress rule: requests for `hostname` (and `path`, a regular-expression prefix in
+/// cloudflared; here a path prefix) go to `service`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRule {
+    /// Host to match; `*.example.com` wildcards allowed; absent = any host.
+    pub hostname: Option<String>,
+    /// Path prefix to match; absent = any path.
+    pub path: Option<String>,
+    /// `http://host:port`, `https://host:port`, or `http_status:NNN`.
+    pub service: String,
+    /// Per-origin settings (timeouts, TLS) as cloudflared names them.
+    #[serde(
+        rename = "originRequest",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub origin_request: BTreeMap<String, toml::Value>,
+}
+
+/// Microsoft Entra ID settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraConfig {
+    /// Per-cloud host overrides, keyed by `azure_cloud` (`default`, `usgov`, `china`), so an
+    /// emulator can stand in for Microsoft.
+    #[serde(default)]
+    pub clouds: BTreeMap<String, CloudEndpoints>,
+}
+
+/// Hosts of one Microsoft cloud.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEndpoints {
+    /// Login (authority) base URL, e.g. `https://login.microsoftonline.com`.
+    pub login_url: url::Url,
+    /// Microsoft Graph base URL, e.g. `https://graph.microsoft.com`.
+    pub graph_url: url::Url,
+}
+
+/// Flags that override the file and environment (each `None` when not given).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--public-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// `--public-listen`, `--admin-listen`.
+    #[serde(skip_serializing_if = "ListenOverrides::is_empty")]
+    pub listen: ListenOverrides,
+    /// `--store-url`.
+    #[serde(skip_serializing_if = "StoreOverrides::is_empty")]
+    pub store: StoreOverrides,
+}
+
+/// Listener flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListenOverrides {
+    /// `--public-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+    /// `--admin-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+}
+
+impl ListenOverrides {
+    fn is_empty(&self) -> bool {
+        self.public.is_none() && self.admin.is_none()
+    }
+}
+
+/// Store flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreOverrides {
+    /// `--store-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl StoreOverrides {
+    fn is_empty(&self) -> bool {
+        self.url.is_none()
+    }
+}
+
+/// A configuration that cannot be used; exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, an environment variable or a flag could not be read as the expected type,
+    /// or names an unknown key. One line per problem, naming the key and its source.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Load(Vec<String>),
+    /// The config file given with `--config` does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// Values that parse but make no sense together.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// A layer whose values are reported under a human name in errors.
+struct Named {
+    name: &'static str,
+    inner: Serialized<serde_json::Value>,
+}
+
+impl Named {
+    fn new(name: &'static str, value: serde_json::Value) -> Self {
+        Self {
+            name,
+            inner: Serialized::defaults(value),
+        }
+    }
+}
+
+/// Sets `map[a][b][c] = value` for the dotted `path` `a.b.c`.
+fn insert_path(map: &mut serde_json::Map<String, serde_json::Value>, path: &str, value: String) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_owned(), serde_json::Value::String(value));
+        }
+        Some((head, rest)) => {
+            let child = map
+                .entry(head.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let serde_json::Value::Object(child) = child {
+                insert_path(child, rest, value);
+            }
+        }
+    }
+}
+
+impl figment::Provider for Named {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        figment::Provider::data(&self.inner)
+    }
+}
+
+/// One readable line per problem: `key: what is wrong (source)`.
+fn describe(err: figment::Error) -> Vec<String> {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let key = key.strip_prefix("default.").unwrap_or(&key).to_owned();
+            let source = match &e.metadata {
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+                    _ => format!(" (from {})", m.name),
+                },
+                None => String::new(),
+            };
+            let kind = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => format!("unknown key `{field}`"),
+                other => other.to_string(),
+            };
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
+        })
+        .collect()
+}
+
+/// Built-in defaults, the bottom layer.
+fn defaults() -> serde_json::Value {
+    serde_json::json!({
+        "data_dir": "./gatehouse-data",
+        "public_url": "http://auth.localhost:8080",
+        "listen": { "public": "127.0.0.1:8080", "admin": "127.0.0.1:9090" },
+        "store": {},
+        "log_level": "info",
+        "ingress": [],
+        "entra": { "clouds": {} },
+    })
+}
+
+/// Maps an environment variable name (prefix stripped, lower-cased) to a config key path.
+fn env_key(name: &str) -> String {
+    match name {
+        "public_listen" => "listen.public".to_owned(),
+        "admin_listen" => "listen.admin".to_owned(),
+        "store_url" => "store.url".to_owned(),
+        other => other.replace("__", "."),
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration from `file` (if given), the process environment and
+    /// `overrides`, then validates it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(defaults()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        // Environment values are taken as strings; typed parsing happens in serde, so
+        // `GATEHOUSE_DATA_DIR=8080` is a directory named 8080, not a number.
+        let vars: BTreeMap<String, String> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("GATEHOUSE_")?.to_ascii_lowercase();
+                (!key.is_empty()).then(|| (env_key(&key), v))
+            })
+            .collect();
+        let mut env_layer = serde_json::Map::new();
+        for (key, value) in vars {
+            insert_path(&mut env_layer, &key, value);
+        }
+        fig = fig.merge(Named::new(
+            "environment GATEHOUSE_*",
+            serde_json::Value::Object(env_layer),
+        ));
+        let flags = serde_json::to_value(overrides).unwrap_or_default();
+        fig = fig.merge(Named::new("command-line flags", flags));
+        let config: Self = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        let u = &self.public_url;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            errs.push(format!(
+                "public_url {u}: must be an http(s) URL with a host"
+            ));
+        }
+        if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+            errs.push(format!(
+                "public_url {u}: must be scheme://host[:port] with no path, query or fragment"
+            ));
+        }
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+        {
+            errs.push(format!(
+                "store.url {}: must start with sqlite: or postgres:",
+                redact_password(url)
+            ));
+        }
+        if self.listen.public == self.listen.admin {
+            errs.push("listen.public and listen.admin must differ".to_owned());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            errs.push(format!("log_level {:?}: {e}", self.log_level));
+        }
+        for name in self.entra.clouds.keys() {
+            if gatehouse_core::idp::AzureCloud::parse(name).is_none() || name.is_empty() {
+                errs.push(format!(
+                    "entra.clouds.{name}: unknown cloud (use default, usgov or china)"
+                ));
+            }
+        }
+        validate_ingress(&self.ingress, &mut errs);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
+    }
+
+    /// The store URL in effect.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.store.url = Some(self.store_url());
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn validate_ingress(rules: &[IngressRule], errs: &mut Vec<String>) {
+    for (i, rule) in rules.iter().enumerate() {
+        let last = i + 1 == rules.len();
+        let catch_all = rule.hostname.is_none() && rule.path.is_none();
+        if catch_all && !last {
+            errs.push(format!("ingress[{i}]: a rule without hostname and path matches everything; it must be the last rule"));
+        }
+        if last && !catch_all {
+            errs.push(format!(
+                "ingress[{i}]: the last rule must be a catch-all without hostname or path, e.g. service = \"http_status:404\""
+            ));
+        }
+        if let Some(h) = &rule.hostname {
+            let bare = h.strip_prefix("*.").unwrap_or(h);
+            if !gatehouse_core::org::valid_domain(bare) {
+                errs.push(format!("ingress[{i}].hostname {h:?}: not a host name"));
+            }
+        }
+        if let Some(p) = &rule.path
+            && !p.starts_with('/')
+        {
+            errs.push(format!("ingress[{i}].path {p:?}: must start with /"));
+        }
+        if let Some(code) = rule.service.strip_prefix("http_status:") {
+            if !code.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)) {
+                errs.push(format!(
+                    "ingress[{i}].service {:?}: http_status needs a code 100-599",
+                    rule.service
+                ));
+            }
+        } else {
+            match url::Url::parse(&rule.service) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                _ => errs.push(format!(
+                    "ingress[{i}].service {:?}: must be http://host:port, https://host:port or http_status:NNN",
+                    rule.service
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Starting a gateway: open the store, bind both listeners, serve until shut down.
+
+use std::net::SocketAddr;
+
+use gatehouse_admin::AdminState;
+use gatehouse_core::secret::SecretKey;
+use gatehouse_store::{OrgStore, Store, StoreError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// Why a gateway could not start; exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Where the public listener is bound.
+    pub public_addr: SocketAddr,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    /// The store it uses.
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    /// Opens the store and serves both listeners in the background.
+    pub async fn start(
+        config: &Config,
+        key: SecretKey,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, StartError> {
+        let store = Store::connect(&config.store_url(), key).await?;
+        let account_id = store.account_id().await?;
+        store.organization().await?;
+
+        let public = bind(config.listen.public).await?;
+        let admin = bind(config.listen.admin).await?;
+        let public_addr = local_addr(&public, config.listen.public)?;
+        let admin_addr = local_addr(&admin, config.listen.admin)?;
+
+        let admin_router = gatehouse_admin::router(AdminState {
+            store: store.clone(),
+            account_id,
+            public_url: config.public_url.clone(),
+            metrics,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(serve(public, crate::public::router(), rx.clone())),
+            tokio::spawn(serve(admin, admin_router, rx)),
+        ];
+        tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
+        Ok(Self {
+            public_addr,
+            admin_addr,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        self.store.close().await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+}
