@@ -319,7 +319,8 @@ impl Config {
             .into_iter()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix("GATEHOUSE_")?.to_ascii_lowercase();
-                (!key.is_empty()).then(|| (env_key(&key), v))
+                // GATEHOUSE_CONFIG names the file itself (read by the CLI), not a key in it.
+                (!key.is_empty() && key != "config").then(|| (env_key(&key), v))
             })
             .collect();
         let mut env_layer = serde_json::Map::new();
@@ -360,7 +361,7 @@ impl Config {
                 redact_password(url)
             ));
         }
-        if self.listen.public == self.listen.admin {
+        if self.listen.public == self.listen.admin && self.listen.public.port() != 0 {
             errs.push("listen.public and listen.admin must differ".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {

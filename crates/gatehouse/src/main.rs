@@ -200,9 +200,7 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = load(args.store.config.as_deref(), &args.overrides())?;
     init_tracing(&config.log_level);
-    let key = keyfile::resolve(&config, true)
-        .context("secret key")?
-        .ok_or_else(|| anyhow::anyhow!("no secret key could be created"))?;
+    let key = secret_key(&config)?;
     let gateway = Gateway::start(&config, key, install_metrics())
         .await
         .context("start")?;
@@ -223,7 +221,22 @@ fn print_listeners(gateway: &Gateway, config: &Config) {
     );
 }
 
-async fn wait_for_signal() {
+/// The at-rest key, generated on first use. A malformed key is a configuration error (2);
+/// an unreadable or unwritable key file is a runtime failure (1).
+fn secret_key(config: &Config) -> Result<gatehouse_core::secret::SecretKey, Failure> {
+    match keyfile::resolve(config, true) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(Failure::Runtime(anyhow::anyhow!(
+            "no secret key could be created"
+        ))),
+        Err(e @ keyfile::KeyError::Invalid { .. }) => {
+            Err(Failure::Usage(anyhow::anyhow!("secret key: {e}")))
+        }
+        Err(e) => Err(Failure::Runtime(anyhow::anyhow!("secret key: {e}"))),
+    }
+}
+
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -304,9 +317,7 @@ async fn create_token(args: TokenArgs) -> Result<(), Failure> {
     if args.name.trim().is_empty() {
         return Err(Failure::Usage(anyhow::anyhow!("--name must not be empty")));
     }
-    let key = keyfile::resolve(&config, true)
-        .context("secret key")?
-        .ok_or_else(|| anyhow::anyhow!("no secret key could be created"))?;
+    let key = secret_key(&config)?;
     let store = Store::connect(&config.store_url(), key)
         .await
         .context("open the store")?;
