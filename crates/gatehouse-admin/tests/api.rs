@@ -210,6 +210,9 @@ async fn accounts_and_token_verify() {
     assert_eq!(b["success"], json!(true));
     assert_eq!(b["result"][0]["id"], json!(api.account));
     assert_eq!(b["result_info"]["total_count"], json!(1));
+    // Page 2 is empty: SDKs page until they see an empty page.
+    let (s, b) = api.get("/client/v4/accounts?page=2").await;
+    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!([])));
     let (s, b) = api
         .get(&format!("/client/v4/accounts/{}", api.account))
         .await;

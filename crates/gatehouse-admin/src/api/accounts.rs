@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::ApiCaller;
 use super::envelope::{ApiError, ok, ok_list};
-use super::extract::path_id;
+use super::extract::{ApiQuery, PageParams, path_id};
 use crate::AdminState;
 
 async fn account_json(state: &AdminState) -> Result<Value, ApiError> {
@@ -23,9 +23,18 @@ async fn account_json(state: &AdminState) -> Result<Value, ApiError> {
     }))
 }
 
-/// The one account of this installation.
-pub(crate) async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
-    Ok(ok_list(vec![account_json(&state).await?], 1, 20, 1))
+/// The one account of this installation, paged like every list (SDKs page until empty).
+pub(crate) async fn list(
+    State(state): State<AdminState>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let items = if page.page == 1 {
+        vec![account_json(&state).await?]
+    } else {
+        Vec::new()
+    };
+    Ok(ok_list(items, page.page, page.per_page, 1))
 }
 
 pub(crate) async fn get(
