@@ -625,3 +625,59 @@ mod tests {
         assert!(r.is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,40}".prop_map(Value::String),
+            Just(Value::String("8ce83790-a293-4d7b-9f1e-1a2b3c4d5e6f".into())),
+            Just(Value::String("https://idp.example.com/x".into())),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("client_id".to_owned()),
+                        Just("client_secret".to_owned()),
+                        Just("directory_id".to_owned()),
+                        Just("auth_url".to_owned()),
+                        Just("scopes".to_owned()),
+                        Just("claims".to_owned()),
+                        Just("azure_cloud".to_owned()),
+                        Just("enabled".to_owned()),
+                        "[a-z_]{1,12}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any JSON either fails to parse or validates to a result; nothing panics, and a
+        /// successful validation always has a non-empty name and client id.
+        #[test]
+        fn arbitrary_input_never_panics(name in json_value(), kind in prop_oneof![Just(Value::from("azureAD")), Just(Value::from("oidc")), json_value()],
+                                        config in json_value(), scim in json_value()) {
+            let body = serde_json::json!({"name": name, "type": kind, "config": config, "scim_config": scim});
+            if let Ok(input) = serde_json::from_value::<IdpInput>(body)
+                && let Ok(draft) = input.validate(None)
+            {
+                prop_assert!(!draft.name.is_empty());
+                prop_assert!(!draft.config.client_id.is_empty());
+                prop_assert!(draft.client_secret.is_some());
+            }
+        }
+    }
+}

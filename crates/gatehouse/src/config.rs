@@ -440,3 +440,82 @@ fn validate_ingress(rules: &[IngressRule], errs: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn load(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?;
+        let path = dir.path().join("g.toml");
+        if let Some(t) = toml {
+            std::fs::write(&path, t).map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?;
+        }
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::load_with_env(toml.map(|_| path.as_path()), &Overrides::default(), env)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = load(None, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.listen.public.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listen.admin.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.public_url.as_str(), "http://auth.localhost:8080/");
+        assert_eq!(c.store_url(), "sqlite://./gatehouse-data/gatehouse.db");
+    }
+
+    #[test]
+    fn env_aliases_and_nested_names() {
+        let c = load(
+            None,
+            &[
+                ("GATEHOUSE_PUBLIC_LISTEN", "127.0.0.1:1"),
+                ("GATEHOUSE_LISTEN__ADMIN", "127.0.0.1:2"),
+                ("GATEHOUSE_STORE_URL", "postgres://u:p@h/db"),
+                ("GATEHOUSE_SECRET_KEY", "k"),
+                ("GATEHOUSE_ENTRA__CLOUDS__USGOV__LOGIN_URL", "http://127.0.0.1:3"),
+                ("GATEHOUSE_ENTRA__CLOUDS__USGOV__GRAPH_URL", "http://127.0.0.1:4"),
+                ("OTHER", "ignored"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.listen.public.port(), 1);
+        assert_eq!(c.listen.admin.port(), 2);
+        assert_eq!(c.store.url.as_deref(), Some("postgres://u:p@h/db"));
+        assert_eq!(c.entra.clouds.get("usgov").map(|e| e.graph_url.port()), Some(Some(4)));
+        assert_eq!(format!("{:?}", c.secret_key), "Some(SecretKeyText([redacted]))");
+        assert!(!c.to_redacted_toml().contains("u:p@"));
+    }
+
+    #[test]
+    fn unknown_keys_everywhere_are_errors() {
+        for (toml, env) in [
+            (Some("nope = 1"), vec![]),
+            (Some("[listen]\npublic = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\nthird = \"x\""), vec![]),
+            (Some("[[ingress]]\nservice = \"http_status:404\"\nbogus = 1"), vec![]),
+            (None, vec![("GATEHOUSE_LISTEN__THIRD", "x")]),
+            (Some("[entra.clouds.default]\nlogin_url = \"https://x\"\ngraph_url = \"https://y\"\nextra = 1"), vec![]),
+        ] {
+            let err = load(toml, &env).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("unknown key"), "{toml:?} {env:?}: {err}");
+        }
+        let err = load(Some("[entra.clouds.mars]\nlogin_url = \"https://x\"\ngraph_url = \"https://y\""), &[]);
+        assert!(err.err().map(|e| e.to_string()).unwrap_or_default().contains("unknown cloud"));
+    }
+
+    proptest! {
+        /// Arbitrary file contents never panic the loader.
+        #[test]
+        fn arbitrary_toml_never_panics(text in "\\PC{0,200}") {
+            let _ = load(Some(&text), &[]);
+        }
+
+        /// Arbitrary environment values never panic the loader.
+        #[test]
+        fn arbitrary_env_never_panics(key in "[A-Z_]{1,20}", value in "\\PC{0,40}") {
+            let name = format!("GATEHOUSE_{key}");
+            let _ = load(None, &[(name.as_str(), value.as_str())]);
+        }
+    }
+}

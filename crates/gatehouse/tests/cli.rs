@@ -48,7 +48,8 @@ fn usage_and_config_errors_exit_2() {
         "listen = { public = \"127.0.0.1:1\", admin = \"127.0.0.1:2\", extra = 1 }\n",
     )
     .unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["frobnicate"], vec![], "unrecognized subcommand"),
         (
             vec!["api-token", "create", "--data-dir", d],

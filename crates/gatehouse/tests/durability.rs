@@ -22,7 +22,7 @@ fn idp(i: usize) -> Value {
             "directory_id": "8ce83790-a293-4d7b-9f1e-1a2b3c4d5e6f",
             "support_groups": true
         },
-        "scim_config": {"enabled": i % 2 == 0, "user_deprovision": true}
+        "scim_config": {"enabled": i.is_multiple_of(2), "user_deprovision": true}
     })
 }
 
