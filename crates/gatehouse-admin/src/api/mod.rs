@@ -53,7 +53,17 @@ pub(crate) fn router(state: AdminState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// Counts API responses by method and status for `/metrics`.
+async fn count_requests(req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    metrics::counter!("gatehouse_admin_api_requests_total", "method" => method, "status" => resp.status().as_u16().to_string())
+        .increment(1);
+    resp
 }
 
 /// Refuses account ids other than the installation's.
