@@ -34,7 +34,5 @@ pub struct AdminState {
 
 /// The admin listener's router.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .nest("/client/v4", api::router(state.clone()))
-        .merge(health::router(state))
+    Router::new().nest("/client/v4", api::router(state.clone())).merge(health::router(state))
 }

@@ -28,9 +28,7 @@ struct Api {
 async fn api() -> Api {
     let db = TestDb::sqlite();
     let key = SecretKey::generate().unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::connect(db.url(), key)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::connect(db.url(), key).await.unwrap_or_else(|e| panic!("{e}"));
     for (secret, read_only) in [(RW, false), (RO, true)] {
         let t = ApiToken {
             id: TokenId::generate(),
@@ -40,10 +38,7 @@ async fn api() -> Api {
             created_at: 0,
             last_used_at: None,
         };
-        store
-            .insert_token(&t)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.insert_token(&t).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let account_id = store.account_id().await.unwrap_or_else(|e| panic!("{e}"));
     let state = AdminState {
@@ -52,12 +47,7 @@ async fn api() -> Api {
         public_url: url::Url::parse("https://auth.example.com").unwrap_or_else(|e| panic!("{e}")),
         metrics: None,
     };
-    Api {
-        app: router(state),
-        store,
-        account: account_id.to_string(),
-        _db: db,
-    }
+    Api { app: router(state), store, account: account_id.to_string(), _db: db }
 }
 
 impl Api {
@@ -66,39 +56,21 @@ impl Api {
     }
 
     async fn raw(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap_or_else(|e| match e {});
+        let resp = self.app.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, body)
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
             None => req.body(Body::empty()),
         };
         self.raw(req.unwrap_or_else(|e| panic!("{e}"))).await
@@ -133,17 +105,11 @@ fn error_codes(body: &Value) -> Vec<u64> {
     assert_eq!(body["success"], json!(false), "{body}");
     assert_eq!(body["result"], Value::Null);
     assert!(body["messages"].is_array());
-    body["errors"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e["code"].as_u64()).collect())
-        .unwrap_or_default()
+    body["errors"].as_array().map(|a| a.iter().filter_map(|e| e["code"].as_u64()).collect()).unwrap_or_default()
 }
 
 fn first_message(body: &Value) -> String {
-    body["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    body["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
@@ -153,21 +119,13 @@ async fn missing_malformed_unknown_and_read_only_tokens() {
 
     let (s, b) = api.call(Method::GET, &uri, None, None).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9106]));
-    assert_eq!(
-        first_message(&b),
-        "Missing X-Auth-Key, X-Auth-Email or Authorization headers"
-    );
+    assert_eq!(first_message(&b), "Missing X-Auth-Key, X-Auth-Email or Authorization headers");
 
-    let req = Request::get(&uri)
-        .header(header::AUTHORIZATION, "Basic abc")
-        .body(Body::empty());
+    let req = Request::get(&uri).header(header::AUTHORIZATION, "Basic abc").body(Body::empty());
     let (s, b) = api.raw(req.unwrap_or_else(|e| panic!("{e}"))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![6003]));
 
-    let req = Request::get(&uri)
-        .header("X-Auth-Key", "k")
-        .header("X-Auth-Email", "a@b.c")
-        .body(Body::empty());
+    let req = Request::get(&uri).header("X-Auth-Key", "k").header("X-Auth-Email", "a@b.c").body(Body::empty());
     let (s, b) = api.raw(req.unwrap_or_else(|e| panic!("{e}"))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![6003]));
     assert!(first_message(&b).contains("api-token create"));
@@ -182,16 +140,10 @@ async fn missing_malformed_unknown_and_read_only_tokens() {
 
     let (s, b) = api.call(Method::GET, &uri, Some(RO), None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = api
-        .call(Method::POST, &uri, Some(RO), Some(azure("ro", false)))
-        .await;
+    let (s, b) = api.call(Method::POST, &uri, Some(RO), Some(azure("ro", false))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::FORBIDDEN, vec![10000]));
     assert_eq!(
-        api.store
-            .list_idps(Default::default(), gatehouse_store::Page::new(1, 10))
-            .await
-            .map(|p| p.total)
-            .ok(),
+        api.store.list_idps(Default::default(), gatehouse_store::Page::new(1, 10)).await.map(|p| p.total).ok(),
         Some(0)
     );
 
@@ -213,51 +165,27 @@ async fn accounts_and_token_verify() {
     // Page 2 is empty: SDKs page until they see an empty page.
     let (s, b) = api.get("/client/v4/accounts?page=2").await;
     assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!([])));
-    let (s, b) = api
-        .get(&format!("/client/v4/accounts/{}", api.account))
-        .await;
-    assert_eq!(
-        (s, b["result"]["id"].clone()),
-        (StatusCode::OK, json!(api.account))
-    );
-    let (s, b) = api
-        .get(&format!("/client/v4/accounts/{}", "0".repeat(32)))
-        .await;
+    let (s, b) = api.get(&format!("/client/v4/accounts/{}", api.account)).await;
+    assert_eq!((s, b["result"]["id"].clone()), (StatusCode::OK, json!(api.account)));
+    let (s, b) = api.get(&format!("/client/v4/accounts/{}", "0".repeat(32))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![12135]));
 
     let (s, b) = api.get("/client/v4/user/tokens/verify").await;
-    assert_eq!(
-        (s, b["result"]["status"].clone()),
-        (StatusCode::OK, json!("active"))
-    );
+    assert_eq!((s, b["result"]["status"].clone()), (StatusCode::OK, json!("active")));
     assert_eq!(b["result"]["read_only"], json!(false));
-    let (_, b) = api
-        .call(Method::GET, "/client/v4/user/tokens/verify", Some(RO), None)
-        .await;
+    let (_, b) = api.call(Method::GET, "/client/v4/user/tokens/verify", Some(RO), None).await;
     assert_eq!(b["result"]["read_only"], json!(true));
 }
 
 #[tokio::test]
 async fn wrong_and_malformed_account_ids() {
     let api = api().await;
-    let (s, b) = api
-        .get(&format!(
-            "/client/v4/accounts/{}/access/identity_providers",
-            "a".repeat(32)
-        ))
-        .await;
+    let (s, b) = api.get(&format!("/client/v4/accounts/{}/access/identity_providers", "a".repeat(32))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![7003]));
-    let (s, b) = api
-        .get("/client/v4/accounts/not-an-account/access/identity_providers")
-        .await;
+    let (s, b) = api.get("/client/v4/accounts/not-an-account/access/identity_providers").await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![7003]));
     assert!(first_message(&b).contains("perhaps your object identifier is invalid"));
-    let (s, b) = api
-        .get(&format!(
-            "/client/v4/zones/{}/access/identity_providers",
-            "a".repeat(32)
-        ))
-        .await;
+    let (s, b) = api.get(&format!("/client/v4/zones/{}/access/identity_providers", "a".repeat(32))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![7003]));
 }
 
@@ -274,33 +202,16 @@ async fn idp_lifecycle_and_scim_secret_shown_once() {
     assert_eq!(idp["config"]["directory_id"], json!(TENANT));
     assert_eq!(idp["config"]["support_groups"], json!(true));
     assert_eq!(idp["config"]["azure_cloud"], json!("default"));
-    assert_eq!(
-        idp["config"]["redirect_url"],
-        json!("https://auth.example.com/cdn-cgi/access/callback")
-    );
-    assert!(
-        idp["config"].get("client_secret").is_none(),
-        "client secret returned: {idp}"
-    );
+    assert_eq!(idp["config"]["redirect_url"], json!("https://auth.example.com/cdn-cgi/access/callback"));
+    assert!(idp["config"].get("client_secret").is_none(), "client secret returned: {idp}");
     assert_eq!(
         idp["scim_config"]["scim_base_url"],
         json!(format!("https://auth.example.com/populations/{id}/scim/v2"))
     );
-    let secret = idp["scim_config"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        secret.starts_with("ghscim_") && secret.len() > 40,
-        "{secret}"
-    );
+    let secret = idp["scim_config"]["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("ghscim_") && secret.len() > 40, "{secret}");
     // Only the hash is stored.
-    let stored = api
-        .store
-        .get_idp(id.parse().unwrap_or_else(|e| panic!("{e:?}")))
-        .await
-        .ok()
-        .flatten();
+    let stored = api.store.get_idp(id.parse().unwrap_or_else(|e| panic!("{e:?}"))).await.ok().flatten();
     let stored = stored.unwrap_or_else(|| panic!("not stored"));
     assert_eq!(stored.scim_secret_hash, Some(hash_bearer_secret(&secret)));
     assert_eq!(stored.client_secret.expose(), "Qx8~verysecretvalue");
@@ -320,41 +231,21 @@ async fn idp_lifecycle_and_scim_secret_shown_once() {
     assert_eq!(b["result"]["name"], json!("Entra ID (prod)"));
     assert_eq!(b["result"]["config"]["prompt"], json!("login"));
     assert!(b["result"]["scim_config"].get("secret").is_none());
-    let stored = api
-        .store
-        .get_idp(stored.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("gone"));
+    let stored = api.store.get_idp(stored.id).await.ok().flatten().unwrap_or_else(|| panic!("gone"));
     assert_eq!(stored.client_secret.expose(), "Qx8~verysecretvalue");
     assert_eq!(stored.scim_secret_hash, Some(hash_bearer_secret(&secret)));
 
     // Refresh issues a new secret, once.
-    let (s, b) = api
-        .call(
-            Method::POST,
-            &format!("{base}/{id}/refresh_scim_secret"),
-            Some(RW),
-            None,
-        )
-        .await;
+    let (s, b) = api.call(Method::POST, &format!("{base}/{id}/refresh_scim_secret"), Some(RW), None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let fresh = b["result"]["scim_config"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let fresh = b["result"]["scim_config"]["secret"].as_str().unwrap_or_default().to_owned();
     assert!(fresh.starts_with("ghscim_") && fresh != secret);
 
-    let (s, b) = api
-        .call(Method::DELETE, &format!("{base}/{id}"), Some(RW), None)
-        .await;
+    let (s, b) = api.call(Method::DELETE, &format!("{base}/{id}"), Some(RW), None).await;
     assert_eq!((s, b["result"]["id"].clone()), (StatusCode::OK, json!(id)));
     let (s, b) = api.get(&format!("{base}/{id}")).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![12135]));
-    let (s, b) = api
-        .call(Method::DELETE, &format!("{base}/{id}"), Some(RW), None)
-        .await;
+    let (s, b) = api.call(Method::DELETE, &format!("{base}/{id}"), Some(RW), None).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![12135]));
 }
 
@@ -365,18 +256,10 @@ async fn scim_secret_generated_when_first_enabled_by_put() {
     let (_, b) = api.send(Method::POST, &base, azure("later", false)).await;
     assert!(b["result"]["scim_config"].get("secret").is_none());
     let id = b["result"]["id"].as_str().unwrap_or_default().to_owned();
-    let (s, b) = api
-        .send(Method::PUT, &format!("{base}/{id}"), azure("later", true))
-        .await;
+    let (s, b) = api.send(Method::PUT, &format!("{base}/{id}"), azure("later", true)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert!(
-        b["result"]["scim_config"]["secret"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("ghscim_"))
-    );
-    let (_, b) = api
-        .send(Method::PUT, &format!("{base}/{id}"), azure("later", true))
-        .await;
+    assert!(b["result"]["scim_config"]["secret"].as_str().is_some_and(|s| s.starts_with("ghscim_")));
+    let (_, b) = api.send(Method::PUT, &format!("{base}/{id}"), azure("later", true)).await;
     assert!(b["result"]["scim_config"].get("secret").is_none());
 }
 
@@ -385,9 +268,7 @@ async fn list_pages_and_scim_filter() {
     let api = api().await;
     let base = api.path("/identity_providers");
     for i in 0..5 {
-        let (s, b) = api
-            .send(Method::POST, &base, azure(&format!("idp{i}"), i < 2))
-            .await;
+        let (s, b) = api.send(Method::POST, &base, azure(&format!("idp{i}"), i < 2)).await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
     let oidc = json!({"name": "Other", "type": "oidc", "config": {
@@ -395,42 +276,20 @@ async fn list_pages_and_scim_filter() {
         "token_url": "https://idp.example.com/token", "certs_url": "https://idp.example.com/keys"}});
     let (s, b) = api.send(Method::POST, &base, oidc).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(
-        b["result"]["config"]["scopes"],
-        json!(["openid", "email", "profile"])
-    );
+    assert_eq!(b["result"]["config"]["scopes"], json!(["openid", "email", "profile"]));
 
     let (_, b) = api.get(&format!("{base}?page=2&per_page=4")).await;
     assert_eq!(b["result"].as_array().map(Vec::len), Some(2));
-    assert_eq!(
-        b["result_info"],
-        json!({"page": 2, "per_page": 4, "count": 2, "total_count": 6, "total_pages": 2})
-    );
+    assert_eq!(b["result_info"], json!({"page": 2, "per_page": 4, "count": 2, "total_count": 6, "total_pages": 2}));
     let (_, b) = api.get(&format!("{base}?scim_enabled=true")).await;
-    let names: Vec<_> = b["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["name"].as_str())
-        .collect();
+    let names: Vec<_> = b["result"].as_array().into_iter().flatten().filter_map(|i| i["name"].as_str()).collect();
     assert_eq!(names, ["idp0", "idp1"]);
     let (_, b) = api.get(&format!("{base}?page=9")).await;
     assert_eq!(b["result"], json!([]));
 
-    for bad in [
-        "page=0",
-        "per_page=0",
-        "per_page=5000",
-        "page=x",
-        "scim_enabled=maybe",
-        "page=-1",
-    ] {
+    for bad in ["page=0", "per_page=0", "per_page=5000", "page=x", "scim_enabled=maybe", "page=-1"] {
         let (s, b) = api.get(&format!("{base}?{bad}")).await;
-        assert_eq!(
-            (s, error_codes(&b)),
-            (StatusCode::BAD_REQUEST, vec![9210]),
-            "{bad}"
-        );
+        assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9210]), "{bad}");
     }
 }
 
@@ -439,16 +298,8 @@ async fn validation_errors_name_the_field() {
     let api = api().await;
     let base = api.path("/identity_providers");
     let cases = [
-        (
-            json!({"name": "x", "type": "carrier-pigeon", "config": {}}),
-            "type",
-            "unknown identity provider type",
-        ),
-        (
-            json!({"name": "x", "type": "saml", "config": {}}),
-            "type",
-            "not supported",
-        ),
+        (json!({"name": "x", "type": "carrier-pigeon", "config": {}}), "type", "unknown identity provider type"),
+        (json!({"name": "x", "type": "saml", "config": {}}), "type", "not supported"),
         (
             json!({"name": "x", "type": "azureAD", "config": {"client_id": CLIENT, "client_secret": "v"}}),
             "config.directory_id",
@@ -474,11 +325,7 @@ async fn validation_errors_name_the_field() {
             "config.azure_cloud",
             "default, usgov, china",
         ),
-        (
-            json!({"name": "", "type": "oidc", "config": {}}),
-            "name",
-            "1 to 256",
-        ),
+        (json!({"name": "", "type": "oidc", "config": {}}), "name", "1 to 256"),
         (json!({"type": "oidc", "config": {}}), "name", "is required"),
         (
             json!({"name": "x", "type": "oidc", "config": {"client_id": "c", "client_secret": "s", "auth_url": "ftp://x", "token_url": "https://t", "certs_url": "https://c"}}),
@@ -502,11 +349,7 @@ async fn validation_errors_name_the_field() {
         assert!(hit, "expected {path} / {words:?} in {b}");
     }
     assert_eq!(
-        api.store
-            .list_idps(Default::default(), gatehouse_store::Page::new(1, 10))
-            .await
-            .map(|p| p.total)
-            .ok(),
+        api.store.list_idps(Default::default(), gatehouse_store::Page::new(1, 10)).await.map(|p| p.total).ok(),
         Some(0)
     );
 
@@ -537,49 +380,31 @@ async fn malformed_bodies_get_enveloped_4xx() {
     assert!(first_message(&b).contains("not valid JSON"), "{b}");
 
     let wrong_type = json!({"name": "x", "type": "azureAD", "config": {"support_groups": "yes"}});
-    let (s, b) = api
-        .raw(post(Body::from(wrong_type.to_string()), json_ct))
-        .await;
+    let (s, b) = api.raw(post(Body::from(wrong_type.to_string()), json_ct)).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9207]));
     assert!(first_message(&b).contains("config.support_groups"), "{b}");
 
     let unknown = json!({"name": "x", "type": "azureAD", "config": {"client_idd": "c"}});
-    let (s, b) = api
-        .raw(post(Body::from(unknown.to_string()), json_ct))
-        .await;
+    let (s, b) = api.raw(post(Body::from(unknown.to_string()), json_ct)).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9207]));
     assert!(first_message(&b).contains("client_idd"), "{b}");
 
     let (s, b) = api.raw(post(Body::from("[1,2]"), json_ct)).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9207]));
 
-    let (s, b) = api
-        .raw(post(Body::from(azure("x", false).to_string()), None))
-        .await;
-    assert_eq!(
-        (s, error_codes(&b)),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![9209])
-    );
+    let (s, b) = api.raw(post(Body::from(azure("x", false).to_string()), None)).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![9209]));
 
     let big = format!("{{\"name\": \"{}\"}}", "a".repeat(MAX_BODY_BYTES + 10));
     let (s, b) = api.raw(post(Body::from(big), json_ct)).await;
-    assert_eq!(
-        (s, error_codes(&b)),
-        (StatusCode::PAYLOAD_TOO_LARGE, vec![9208])
-    );
+    assert_eq!((s, error_codes(&b)), (StatusCode::PAYLOAD_TOO_LARGE, vec![9208]));
 
-    let (s, b) = api
-        .raw(post(Body::from(vec![0xff, 0xfe, 0x00]), json_ct))
-        .await;
+    let (s, b) = api.raw(post(Body::from(vec![0xff, 0xfe, 0x00]), json_ct)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     error_codes(&b);
 
     assert_eq!(
-        api.store
-            .list_idps(Default::default(), gatehouse_store::Page::new(1, 10))
-            .await
-            .map(|p| p.total)
-            .ok(),
+        api.store.list_idps(Default::default(), gatehouse_store::Page::new(1, 10)).await.map(|p| p.total).ok(),
         Some(0)
     );
 }
@@ -590,27 +415,14 @@ async fn bad_ids_and_methods() {
     let base = api.path("/identity_providers");
     for bad in ["not-a-uuid", "12345", "8ce83790a2934d7b9f1e1a2b3c4d5e6f"] {
         let (s, b) = api.get(&format!("{base}/{bad}")).await;
-        assert_eq!(
-            (s, error_codes(&b)),
-            (StatusCode::BAD_REQUEST, vec![7003]),
-            "{bad}"
-        );
+        assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![7003]), "{bad}");
     }
     let (s, b) = api.get(&format!("{base}/{}", uuid_like())).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![12135]));
-    let (s, b) = api
-        .send(
-            Method::PUT,
-            &format!("{base}/{}", uuid_like()),
-            azure("x", false),
-        )
-        .await;
+    let (s, b) = api.send(Method::PUT, &format!("{base}/{}", uuid_like()), azure("x", false)).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::NOT_FOUND, vec![12135]));
     let (s, b) = api.send(Method::PATCH, &base, json!({})).await;
-    assert_eq!(
-        (s, error_codes(&b)),
-        (StatusCode::METHOD_NOT_ALLOWED, vec![10405])
-    );
+    assert_eq!((s, error_codes(&b)), (StatusCode::METHOD_NOT_ALLOWED, vec![10405]));
 }
 
 fn uuid_like() -> String {
@@ -627,49 +439,23 @@ async fn organization_get_and_put() {
     assert_eq!(b["result"]["session_duration"], json!("24h"));
 
     let (s, b) = api
-        .send(
-            Method::PUT,
-            &uri,
-            json!({"name": "Acme", "auth_domain": "login.acme.test", "session_duration": "8h"}),
-        )
+        .send(Method::PUT, &uri, json!({"name": "Acme", "auth_domain": "login.acme.test", "session_duration": "8h"}))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["result"]["name"], json!("Acme"));
-    assert_eq!(
-        api.store
-            .organization()
-            .await
-            .ok()
-            .map(|o| o.session_duration.to_string()),
-        Some("8h".into())
-    );
+    assert_eq!(api.store.organization().await.ok().map(|o| o.session_duration.to_string()), Some("8h".into()));
 
     // The IdP URLs follow the auth domain.
-    let (_, b) = api
-        .send(
-            Method::POST,
-            &api.path("/identity_providers"),
-            azure("x", false),
-        )
-        .await;
-    assert_eq!(
-        b["result"]["config"]["redirect_url"],
-        json!("https://login.acme.test/cdn-cgi/access/callback")
-    );
+    let (_, b) = api.send(Method::POST, &api.path("/identity_providers"), azure("x", false)).await;
+    assert_eq!(b["result"]["config"]["redirect_url"], json!("https://login.acme.test/cdn-cgi/access/callback"));
 
-    let (s, b) = api
-        .send(Method::PUT, &uri, json!({"session_duration": "5m"}))
-        .await;
+    let (s, b) = api.send(Method::PUT, &uri, json!({"session_duration": "5m"})).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![12130]));
-    let (s, b) = api
-        .send(Method::PUT, &uri, json!({"session_duration": "forever"}))
-        .await;
+    let (s, b) = api.send(Method::PUT, &uri, json!({"session_duration": "forever"})).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![12130]));
     let (s, b) = api.send(Method::PUT, &uri, json!({"unknown": 1})).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![9207]));
-    let (s, b) = api
-        .call(Method::PUT, &uri, Some(RO), Some(json!({"name": "ro"})))
-        .await;
+    let (s, b) = api.call(Method::PUT, &uri, Some(RO), Some(json!({"name": "ro"}))).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::FORBIDDEN, vec![10000]));
 }
 

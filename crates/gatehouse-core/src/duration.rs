@@ -17,9 +17,7 @@ pub struct GoDuration(Duration);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Not of the form `<number><unit>...`.
-    #[error(
-        "invalid duration {0:?}: expected a number and a unit, e.g. \"24h\", \"30m\", \"1h30m\""
-    )]
+    #[error("invalid duration {0:?}: expected a number and a unit, e.g. \"24h\", \"30m\", \"1h30m\"")]
     Syntax(String),
     /// A unit other than ns, us, µs, ms, s, m, h.
     #[error("invalid duration {0:?}: unknown unit (use ns, us, ms, s, m or h)")]
@@ -95,10 +93,8 @@ impl FromStr for GoDuration {
             if int_part.is_empty() && frac_part.is_empty() {
                 return Err(syntax());
             }
-            let unit_len = rest
-                .char_indices()
-                .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-                .map_or(rest.len(), |(i, _)| i);
+            let unit_len =
+                rest.char_indices().find(|(_, c)| c.is_ascii_digit() || *c == '.').map_or(rest.len(), |(i, _)| i);
             let (unit, rest) = rest.split_at(unit_len);
             if unit.is_empty() {
                 return Err(syntax());
@@ -121,9 +117,7 @@ impl FromStr for GoDuration {
             let mut frac_scale = scale;
             for digit in frac_part.bytes().take(30) {
                 frac_scale /= 10;
-                value = value
-                    .checked_add(u128::from(digit - b'0') * frac_scale)
-                    .ok_or_else(overflow)?;
+                value = value.checked_add(u128::from(digit - b'0') * frac_scale).ok_or_else(overflow)?;
             }
             total = total.checked_add(value).ok_or_else(overflow)?;
             if total > MAX_NANOS {
@@ -189,9 +183,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn d(s: &str) -> Duration {
-        s.parse::<GoDuration>()
-            .map(GoDuration::get)
-            .unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse::<GoDuration>().map(GoDuration::get).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -208,36 +200,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "",
-            "h",
-            "24",
-            "1x",
-            "-1h",
-            "1h-5m",
-            "1..5h",
-            ".h",
-            "1 h",
-            "99999999999999999999999999999999h",
-        ] {
+        for bad in ["", "h", "24", "1x", "-1h", "1h-5m", "1..5h", ".h", "1 h", "99999999999999999999999999999999h"] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn formats_compactly() {
-        assert_eq!(
-            GoDuration::new(Duration::from_secs(86_400)).to_string(),
-            "24h"
-        );
-        assert_eq!(
-            GoDuration::new(Duration::from_secs(9_900)).to_string(),
-            "2h45m"
-        );
-        assert_eq!(
-            GoDuration::new(Duration::from_millis(90_500)).to_string(),
-            "1m30s500ms"
-        );
+        assert_eq!(GoDuration::new(Duration::from_secs(86_400)).to_string(), "24h");
+        assert_eq!(GoDuration::new(Duration::from_secs(9_900)).to_string(), "2h45m");
+        assert_eq!(GoDuration::new(Duration::from_millis(90_500)).to_string(), "1m30s500ms");
         assert_eq!(GoDuration::new(Duration::ZERO).to_string(), "0s");
     }
 

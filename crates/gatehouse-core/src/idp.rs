@@ -277,9 +277,7 @@ pub struct IdpDraft {
 fn is_loopback_host(host: &str) -> bool {
     host == "localhost"
         || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
         || host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -318,10 +316,7 @@ fn check_claim_names(errs: &mut ValidationErrors, path: &str, names: &[String]) 
     }
     for (i, n) in names.iter().enumerate() {
         if n.trim().is_empty() || n.len() > 256 {
-            errs.push(
-                format!("{path}[{i}]"),
-                "must be a non-empty claim name of at most 256 characters",
-            );
+            errs.push(format!("{path}[{i}]"), "must be a non-empty claim name of at most 256 characters");
         }
     }
 }
@@ -331,10 +326,7 @@ impl IdpInput {
     ///
     /// On replace, an absent or empty `client_secret` keeps the stored secret (reads never
     /// return it, so clients cannot send it back), and the type cannot change.
-    pub fn validate(
-        self,
-        existing: Option<&IdentityProvider>,
-    ) -> Result<IdpDraft, ValidationErrors> {
+    pub fn validate(self, existing: Option<&IdentityProvider>) -> Result<IdpDraft, ValidationErrors> {
         let mut errs = ValidationErrors::default();
 
         let name = match self.name.as_deref().map(str::trim) {
@@ -357,11 +349,17 @@ impl IdpInput {
             Some(t) => match IdpType::parse(t) {
                 Some(k) => Some(k),
                 None if KNOWN_UNSUPPORTED.iter().any(|u| u.eq_ignore_ascii_case(t)) => {
-                    errs.push("type", format!("'{t}' is not supported by this gateway; supported types are azureAD and oidc"));
+                    errs.push(
+                        "type",
+                        format!("'{t}' is not supported by this gateway; supported types are azureAD and oidc"),
+                    );
                     None
                 }
                 None => {
-                    errs.push("type", format!("unknown identity provider type '{t}'; supported types are azureAD and oidc"));
+                    errs.push(
+                        "type",
+                        format!("unknown identity provider type '{t}'; supported types are azureAD and oidc"),
+                    );
                     None
                 }
             },
@@ -369,10 +367,7 @@ impl IdpInput {
         if let (Some(k), Some(old)) = (kind, existing)
             && k != old.kind
         {
-            errs.push(
-                "type",
-                "cannot change the type of an existing identity provider; create a new one",
-            );
+            errs.push("type", "cannot change the type of an existing identity provider; create a new one");
         }
 
         let input = self.config.unwrap_or_default();
@@ -395,10 +390,7 @@ impl IdpInput {
         config.prompt = input.prompt;
         config.claims = input.claims.unwrap_or_default();
         check_claim_names(&mut errs, "config.claims", &config.claims);
-        config.email_claim_name = input
-            .email_claim_name
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+        config.email_claim_name = input.email_claim_name.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
 
         match kind {
             Some(IdpType::AzureAd) => {
@@ -417,21 +409,23 @@ impl IdpInput {
                     );
                 }
                 match input.directory_id.as_deref().map(str::trim) {
-                    None | Some("") => errs.push("config.directory_id", "is required: the Directory (tenant) ID of your Entra tenant"),
+                    None | Some("") => {
+                        errs.push("config.directory_id", "is required: the Directory (tenant) ID of your Entra tenant")
+                    }
                     Some(d) => match Uuid::parse_str(d) {
                         Ok(u) if d.len() == 36 => config.directory_id = Some(u),
-                        _ => errs.push("config.directory_id", "must be the Directory (tenant) ID, a GUID like 00000000-0000-0000-0000-000000000000"),
+                        _ => errs.push(
+                            "config.directory_id",
+                            "must be the Directory (tenant) ID, a GUID like 00000000-0000-0000-0000-000000000000",
+                        ),
                     },
                 }
                 match input.azure_cloud.as_deref().map(AzureCloud::parse) {
                     None => {}
                     Some(Some(c)) => config.azure_cloud = c,
-                    Some(None) => {
-                        errs.push("config.azure_cloud", "must be one of default, usgov, china")
-                    }
+                    Some(None) => errs.push("config.azure_cloud", "must be one of default, usgov, china"),
                 }
-                config.conditional_access_enabled =
-                    input.conditional_access_enabled.unwrap_or(false);
+                config.conditional_access_enabled = input.conditional_access_enabled.unwrap_or(false);
                 for (field, present) in [
                     ("auth_url", input.auth_url.is_some()),
                     ("token_url", input.token_url.is_some()),
@@ -450,45 +444,30 @@ impl IdpInput {
                     ("certs_url", input.certs_url, &mut config.certs_url),
                 ] {
                     match value.as_deref().map(str::trim) {
-                        None | Some("") => errs.push(
-                            format!("config.{field}"),
-                            "is required for oidc identity providers",
-                        ),
+                        None | Some("") => {
+                            errs.push(format!("config.{field}"), "is required for oidc identity providers")
+                        }
                         Some(u) => match check_endpoint_url(u) {
                             Ok(_) => *slot = Some(u.to_owned()),
                             Err(e) => errs.push(format!("config.{field}"), e),
                         },
                     }
                 }
-                let scopes = input
-                    .scopes
-                    .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+                let scopes = input.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
                 if !scopes.iter().any(|s| s == "openid") {
                     errs.push("config.scopes", "must include \"openid\"");
                 }
-                if scopes
-                    .iter()
-                    .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-                {
-                    errs.push(
-                        "config.scopes",
-                        "each scope must be a single non-empty word",
-                    );
+                if scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                    errs.push("config.scopes", "each scope must be a single non-empty word");
                 }
                 config.scopes = scopes;
                 for (field, present) in [
                     ("directory_id", input.directory_id.is_some()),
                     ("azure_cloud", input.azure_cloud.is_some()),
-                    (
-                        "conditional_access_enabled",
-                        input.conditional_access_enabled.is_some(),
-                    ),
+                    ("conditional_access_enabled", input.conditional_access_enabled.is_some()),
                 ] {
                     if present {
-                        errs.push(
-                            format!("config.{field}"),
-                            "is not a field of oidc identity providers",
-                        );
+                        errs.push(format!("config.{field}"), "is not a field of oidc identity providers");
                     }
                 }
             }
@@ -504,20 +483,11 @@ impl IdpInput {
             identity_update_behavior: scim_in.identity_update_behavior.unwrap_or_default(),
         };
         if scim.seat_deprovision && !scim.user_deprovision {
-            errs.push(
-                "scim_config.seat_deprovision",
-                "requires user_deprovision to be true",
-            );
+            errs.push("scim_config.seat_deprovision", "requires user_deprovision to be true");
         }
 
         match kind {
-            Some(kind) => errs.into_result(IdpDraft {
-                name,
-                kind,
-                config,
-                client_secret,
-                scim,
-            }),
+            Some(kind) => errs.into_result(IdpDraft { name, kind, config, client_secret, scim }),
             None => Err(errs),
         }
     }
@@ -551,10 +521,7 @@ mod tests {
         assert_eq!(d.kind, IdpType::AzureAd);
         assert_eq!(d.config.azure_cloud, AzureCloud::UsGov);
         assert!(d.config.support_groups && d.scim.enabled);
-        assert_eq!(
-            d.scim.identity_update_behavior,
-            IdentityUpdateBehavior::Reauth
-        );
+        assert_eq!(d.scim.identity_update_behavior, IdentityUpdateBehavior::Reauth);
     }
 
     #[test]
@@ -570,12 +537,7 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(
             paths(e),
-            [
-                "config.client_secret",
-                "config.directory_id",
-                "config.auth_url",
-                "scim_config.seat_deprovision"
-            ]
+            ["config.client_secret", "config.directory_id", "config.auth_url", "scim_config.seat_deprovision"]
         );
     }
 
@@ -603,10 +565,7 @@ mod tests {
         .validate(None)
         .err()
         .unwrap_or_default();
-        assert_eq!(
-            paths(e),
-            ["config.auth_url", "config.certs_url", "config.scopes"]
-        );
+        assert_eq!(paths(e), ["config.auth_url", "config.certs_url", "config.scopes"]);
         let ok = input(serde_json::json!({
             "name": "o", "type": "OIDC",
             "config": {"client_id": "c", "client_secret": "s", "auth_url": "http://127.0.0.1:9/a",

@@ -43,11 +43,7 @@ impl FromStr for AccountId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = IdParseError { kind: "account" };
-        if s.len() != 32
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(err);
         }
         let mut out = [0u8; 16];

@@ -95,11 +95,7 @@ pub fn valid_domain(s: &str) -> bool {
 
 impl OrganizationInput {
     /// Applies this input to `org`, validating every field.
-    pub fn apply(
-        self,
-        mut org: Organization,
-        now: UnixMillis,
-    ) -> Result<Organization, ValidationErrors> {
+    pub fn apply(self, mut org: Organization, now: UnixMillis) -> Result<Organization, ValidationErrors> {
         let mut errs = ValidationErrors::default();
         if let Some(name) = self.name {
             let name = name.trim();
@@ -116,10 +112,7 @@ impl OrganizationInput {
             } else if valid_domain(&domain) {
                 org.auth_domain = Some(domain);
             } else {
-                errs.push(
-                    "auth_domain",
-                    "must be a host name, optionally with :port (e.g. auth.example.com)",
-                );
+                errs.push("auth_domain", "must be a host name, optionally with :port (e.g. auth.example.com)");
             }
         }
         if let Some(d) = self.session_duration {
@@ -143,10 +136,7 @@ impl OrganizationInput {
                     Ok(g) if g.get() >= Duration::from_secs(730 * 3600) => {
                         org.user_seat_expiration_inactive_time = Some(g);
                     }
-                    Ok(_) => errs.push(
-                        "user_seat_expiration_inactive_time",
-                        "must be at least 730h",
-                    ),
+                    Ok(_) => errs.push("user_seat_expiration_inactive_time", "must be at least 730h"),
                     Err(e) => errs.push("user_seat_expiration_inactive_time", e.to_string()),
                 }
             }

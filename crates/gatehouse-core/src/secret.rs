@@ -85,14 +85,9 @@ impl SecretKey {
         let decoded = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).ok()
         } else {
-            STANDARD
-                .decode(text)
-                .ok()
-                .or_else(|| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok())
+            STANDARD.decode(text).ok().or_else(|| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok())
         };
-        let bytes: [u8; 32] = decoded
-            .and_then(|v| v.try_into().ok())
-            .ok_or(SecretError::KeyFormat)?;
+        let bytes: [u8; 32] = decoded.and_then(|v| v.try_into().ok()).ok_or(SecretError::KeyFormat)?;
         Ok(Self { bytes })
     }
 
@@ -115,11 +110,7 @@ impl SecretKey {
         random_fill(&mut nonce)?;
         let mut buf = plaintext.to_vec();
         self.aead()
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context),
-                &mut buf,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut buf)
             .map_err(|_| SecretError::Open)?;
         let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
         out.extend_from_slice(&nonce);
@@ -135,10 +126,7 @@ impl SecretKey {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::Open)?;
         let mut buf = body.to_vec();
-        let plain = self
-            .aead()
-            .open_in_place(nonce, Aad::from(context), &mut buf)
-            .map_err(|_| SecretError::Open)?;
+        let plain = self.aead().open_in_place(nonce, Aad::from(context), &mut buf).map_err(|_| SecretError::Open)?;
         Ok(plain.to_vec())
     }
 }
@@ -152,10 +140,7 @@ pub fn random_fill(buf: &mut [u8]) -> Result<(), SecretError> {
 pub fn generate_bearer_secret(prefix: &str) -> Result<SecretString, SecretError> {
     let mut bytes = [0u8; 32];
     random_fill(&mut bytes)?;
-    Ok(SecretString::new(format!(
-        "{prefix}{}",
-        URL_SAFE_NO_PAD.encode(bytes)
-    )))
+    Ok(SecretString::new(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))))
 }
 
 /// The stored form of a bearer secret: lowercase hex SHA-256. Bearer secrets are 256-bit
@@ -171,10 +156,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `presented` hashes to `stored_hash`, compared in constant time.
 pub fn verify_bearer_secret(presented: &str, stored_hash: &str) -> bool {
-    constant_time_eq(
-        hash_bearer_secret(presented).as_bytes(),
-        stored_hash.as_bytes(),
-    )
+    constant_time_eq(hash_bearer_secret(presented).as_bytes(), stored_hash.as_bytes())
 }
 
 #[cfg(test)]
@@ -184,14 +166,9 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_context_binding() {
         let key = SecretKey::generate().unwrap_or_else(|e| panic!("{e}"));
-        let sealed = key
-            .seal(b"client-secret", b"idp-1")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let sealed = key.seal(b"client-secret", b"idp-1").unwrap_or_else(|e| panic!("{e}"));
         assert!(!sealed.windows(13).any(|w| w == b"client-secret"));
-        assert_eq!(
-            key.open(&sealed, b"idp-1").ok().as_deref(),
-            Some(&b"client-secret"[..])
-        );
+        assert_eq!(key.open(&sealed, b"idp-1").ok().as_deref(), Some(&b"client-secret"[..]));
         assert_eq!(key.open(&sealed, b"idp-2"), Err(SecretError::Open));
         let other = SecretKey::generate().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(other.open(&sealed, b"idp-1"), Err(SecretError::Open));
@@ -210,10 +187,7 @@ mod tests {
         assert_eq!(again.bytes, key.bytes);
         let hexed = hex::encode(key.bytes);
         assert_eq!(SecretKey::parse(&hexed).map(|k| k.bytes), Ok(key.bytes));
-        assert_eq!(
-            SecretKey::parse("short").map(|k| k.bytes),
-            Err(SecretError::KeyFormat)
-        );
+        assert_eq!(SecretKey::parse("short").map(|k| k.bytes), Err(SecretError::KeyFormat));
     }
 
     #[test]

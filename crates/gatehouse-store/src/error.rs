@@ -41,20 +41,13 @@ impl StoreError {
     /// Whether the database could not be reached (as opposed to refusing the operation):
     /// callers answer "try again" rather than "internal error".
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+        matches!(self, Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
     }
 
     /// Maps a unique-constraint violation to [`StoreError::Conflict`], other errors unchanged.
     pub(crate) fn conflict_on_unique(e: sqlx::Error, what: &str) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Self::Conflict(what.to_owned())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(what.to_owned()),
             _ => Self::Database(e),
         }
     }

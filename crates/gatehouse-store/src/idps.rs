@@ -19,15 +19,9 @@ pub struct IdpFilter {
 /// Storage of identity providers.
 pub trait IdpStore {
     /// Inserts a new IdP. [`StoreError::Conflict`] if the id exists.
-    fn insert_idp(
-        &self,
-        idp: &IdentityProvider,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_idp(&self, idp: &IdentityProvider) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The IdP with `id`, if any.
-    fn get_idp(
-        &self,
-        id: IdpId,
-    ) -> impl Future<Output = Result<Option<IdentityProvider>, StoreError>> + Send;
+    fn get_idp(&self, id: IdpId) -> impl Future<Output = Result<Option<IdentityProvider>, StoreError>> + Send;
     /// A page of IdPs in creation order.
     fn list_idps(
         &self,
@@ -35,28 +29,14 @@ pub trait IdpStore {
         page: Page,
     ) -> impl Future<Output = Result<Paged<IdentityProvider>, StoreError>> + Send;
     /// Replaces every field of an existing IdP (except `created_at`); `false` if missing.
-    fn replace_idp(
-        &self,
-        idp: &IdentityProvider,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn replace_idp(&self, idp: &IdentityProvider) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes an IdP; `false` if missing.
     fn delete_idp(&self, id: IdpId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-type IdpRow = (
-    String,
-    String,
-    String,
-    String,
-    Vec<u8>,
-    String,
-    Option<String>,
-    i64,
-    i64,
-);
+type IdpRow = (String, String, String, String, Vec<u8>, String, Option<String>, i64, i64);
 
-const COLUMNS: &str =
-    "id, name, kind, config, client_secret, scim_config, scim_secret_hash, created_at, updated_at";
+const COLUMNS: &str = "id, name, kind, config, client_secret, scim_config, scim_secret_hash, created_at, updated_at";
 
 impl Store {
     fn idp_from_row(&self, row: IdpRow) -> Result<IdentityProvider, StoreError> {
@@ -64,16 +44,10 @@ impl Store {
         let corrupt = |what: &str| StoreError::Corrupt(format!("identity provider {id}: {what}"));
         let idp_id: IdpId = id.parse().map_err(|_| corrupt("bad id"))?;
         let kind = IdpType::parse(&kind).ok_or_else(|| corrupt("unknown type"))?;
-        let config: IdpConfig =
-            serde_json::from_str(&config).map_err(|e| corrupt(&format!("config: {e}")))?;
-        let scim: ScimSettings =
-            serde_json::from_str(&scim).map_err(|e| corrupt(&format!("scim_config: {e}")))?;
-        let secret = self
-            .key()
-            .open(&sealed, id.as_bytes())
-            .map_err(|_| StoreError::WrongSecretKey)?;
-        let secret =
-            String::from_utf8(secret).map_err(|_| corrupt("client secret is not UTF-8"))?;
+        let config: IdpConfig = serde_json::from_str(&config).map_err(|e| corrupt(&format!("config: {e}")))?;
+        let scim: ScimSettings = serde_json::from_str(&scim).map_err(|e| corrupt(&format!("scim_config: {e}")))?;
+        let secret = self.key().open(&sealed, id.as_bytes()).map_err(|_| StoreError::WrongSecretKey)?;
+        let secret = String::from_utf8(secret).map_err(|_| corrupt("client secret is not UTF-8"))?;
         Ok(IdentityProvider {
             id: idp_id,
             name,
@@ -88,14 +62,10 @@ impl Store {
     }
 
     fn encode_idp(&self, idp: &IdentityProvider) -> Result<(String, String, Vec<u8>), StoreError> {
-        let config =
-            serde_json::to_string(&idp.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let scim =
-            serde_json::to_string(&idp.scim).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let config = serde_json::to_string(&idp.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let scim = serde_json::to_string(&idp.scim).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = idp.id.to_string();
-        let sealed = self
-            .key()
-            .seal(idp.client_secret.expose().as_bytes(), id.as_bytes())?;
+        let sealed = self.key().seal(idp.client_secret.expose().as_bytes(), id.as_bytes())?;
         Ok((config, scim, sealed))
     }
 }
@@ -136,11 +106,7 @@ impl IdpStore for Store {
         row.map(|r| self.idp_from_row(r)).transpose()
     }
 
-    async fn list_idps(
-        &self,
-        filter: IdpFilter,
-        page: Page,
-    ) -> Result<Paged<IdentityProvider>, StoreError> {
+    async fn list_idps(&self, filter: IdpFilter, page: Page) -> Result<Paged<IdentityProvider>, StoreError> {
         let (rows, total): (Vec<IdpRow>, (i64,)) = on_pool!(self, p => {
             let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM identity_providers WHERE ($1 IS NULL OR scim_enabled = $1) \
@@ -159,14 +125,8 @@ impl IdpStore for Store {
             .await?;
             (rows, total)
         });
-        let items = rows
-            .into_iter()
-            .map(|r| self.idp_from_row(r))
-            .collect::<Result<_, _>>()?;
-        Ok(Paged {
-            items,
-            total: u64::try_from(total.0).unwrap_or(0),
-        })
+        let items = rows.into_iter().map(|r| self.idp_from_row(r)).collect::<Result<_, _>>()?;
+        Ok(Paged { items, total: u64::try_from(total.0).unwrap_or(0) })
     }
 
     #[tracing::instrument(skip_all, fields(idp = %idp.id))]

@@ -90,15 +90,10 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .min_connections(1)
-                .connect_with(opts)
-                .await?;
+            let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts =
-                PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -106,9 +101,7 @@ impl Store {
                 .await?;
             Backend::Postgres(pool)
         } else {
-            return Err(StoreError::Url(
-                "store URL must start with sqlite: or postgres:".to_owned(),
-            ));
+            return Err(StoreError::Url("store URL must start with sqlite: or postgres:".to_owned()));
         };
         let store = Self { backend, key };
         migrate::run(&store).await?;
@@ -149,20 +142,14 @@ impl Store {
 
     /// Stores `value` under `key` unless a value is already there; returns the stored value.
     /// Safe when several instances start at once: the first writer wins for everyone.
-    pub(crate) async fn meta_get_or_insert(
-        &self,
-        key: &str,
-        value: &str,
-    ) -> Result<String, StoreError> {
+    pub(crate) async fn meta_get_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         on_pool!(self, p => {
             sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
                 .bind(key)
                 .bind(value)
                 .execute(p).await.map(|r| r.rows_affected())
         })?;
-        self.meta_get(key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("meta key {key} vanished")))
+        self.meta_get(key).await?.ok_or_else(|| StoreError::Corrupt(format!("meta key {key} vanished")))
     }
 
     async fn check_key(&self) -> Result<(), StoreError> {

@@ -12,17 +12,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/sqlite/0001_foundation.sql"),
-}];
+const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") }];
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") }];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY NOT NULL,
@@ -48,15 +42,13 @@ fn checksum(s: &str) -> String {
 macro_rules! apply {
     ($tx:expr, $m:expr) => {{
         sqlx::raw_sql($m.sql).execute(&mut *$tx).await.map_err(|e| failed($m, &e))?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind($m.version)
-        .bind($m.name)
-        .bind(checksum($m.sql))
-        .bind(gatehouse_core::now_millis())
-        .execute(&mut *$tx)
-        .await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
+            .bind($m.version)
+            .bind($m.name)
+            .bind(checksum($m.sql))
+            .bind(gatehouse_core::now_millis())
+            .execute(&mut *$tx)
+            .await?;
     }};
 }
 
@@ -80,10 +72,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         }
         Backend::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(PG_LOCK_ID)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_ID).execute(&mut *tx).await?;
             sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
             for m in POSTGRES {
                 let applied: Option<(String,)> =
@@ -103,10 +92,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
 }
 
 fn failed(m: &Migration, e: &sqlx::Error) -> StoreError {
-    StoreError::Migration {
-        version: m.version,
-        reason: format!("{} ({e})", m.name),
-    }
+    StoreError::Migration { version: m.version, reason: format!("{} ({e})", m.name) }
 }
 
 /// `Ok(true)` when already applied unchanged; error when applied with a different text.

@@ -14,10 +14,7 @@ pub trait OrgStore {
     /// The organisation, created with defaults on first call.
     fn organization(&self) -> impl Future<Output = Result<Organization, StoreError>> + Send;
     /// Stores the organisation.
-    fn put_organization(
-        &self,
-        org: &Organization,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_organization(&self, org: &Organization) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 fn encode(org: &Organization) -> Result<String, StoreError> {
@@ -26,11 +23,8 @@ fn encode(org: &Organization) -> Result<String, StoreError> {
 
 impl OrgStore for Store {
     async fn account_id(&self) -> Result<AccountId, StoreError> {
-        let id = self
-            .meta_get_or_insert("account_id", &AccountId::generate().to_string())
-            .await?;
-        id.parse()
-            .map_err(|_| StoreError::Corrupt(format!("account id {id:?}")))
+        let id = self.meta_get_or_insert("account_id", &AccountId::generate().to_string()).await?;
+        id.parse().map_err(|_| StoreError::Corrupt(format!("account id {id:?}")))
     }
 
     async fn organization(&self) -> Result<Organization, StoreError> {

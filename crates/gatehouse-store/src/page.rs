@@ -15,10 +15,7 @@ impl Page {
 
     /// A page, clamped into range (`page >= 1`, `1 <= per_page <= MAX_PER_PAGE`).
     pub fn new(page: u32, per_page: u32) -> Self {
-        Self {
-            page: page.max(1),
-            per_page: per_page.clamp(1, Self::MAX_PER_PAGE),
-        }
+        Self { page: page.max(1), per_page: per_page.clamp(1, Self::MAX_PER_PAGE) }
     }
 
     pub(crate) fn limit(self) -> i64 {

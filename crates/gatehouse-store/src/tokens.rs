@@ -27,36 +27,22 @@ pub struct ApiToken {
 /// Storage of admin API tokens.
 pub trait TokenStore {
     /// Stores a new token.
-    fn insert_token(&self, token: &ApiToken)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_token(&self, token: &ApiToken) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The token whose hash is `secret_hash`, if any.
     fn find_token_by_hash(
         &self,
         secret_hash: &str,
     ) -> impl Future<Output = Result<Option<ApiToken>, StoreError>> + Send;
     /// Records a use of the token.
-    fn touch_token(
-        &self,
-        id: TokenId,
-        at: UnixMillis,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn touch_token(&self, id: TokenId, at: UnixMillis) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 type TokenRow = (String, String, String, bool, i64, Option<i64>);
 
 fn token_from_row(row: TokenRow) -> Result<ApiToken, StoreError> {
     let (id, name, secret_hash, read_only, created_at, last_used_at) = row;
-    let id = id
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("api token id {id}")))?;
-    Ok(ApiToken {
-        id,
-        name,
-        secret_hash,
-        read_only,
-        created_at,
-        last_used_at,
-    })
+    let id = id.parse().map_err(|_| StoreError::Corrupt(format!("api token id {id}")))?;
+    Ok(ApiToken { id, name, secret_hash, read_only, created_at, last_used_at })
 }
 
 impl TokenStore for Store {

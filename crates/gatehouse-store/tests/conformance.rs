@@ -5,9 +5,7 @@ use gatehouse_core::idp::{IdentityProvider, IdpConfig, IdpType, ScimSettings};
 use gatehouse_core::org::Organization;
 use gatehouse_core::secret::{SecretKey, SecretString};
 use gatehouse_core::{GoDuration, IdpId, TokenId};
-use gatehouse_store::{
-    ApiToken, IdpFilter, IdpStore, OrgStore, Page, Store, StoreError, TokenStore,
-};
+use gatehouse_store::{ApiToken, IdpFilter, IdpStore, OrgStore, Page, Store, StoreError, TokenStore};
 use gatehouse_testkit::TestDb;
 
 fn key() -> SecretKey {
@@ -16,9 +14,7 @@ fn key() -> SecretKey {
 }
 
 async fn open(url: &str) -> Store {
-    Store::connect(url, key())
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+    Store::connect(url, key()).await.unwrap_or_else(|e| panic!("connect {url}: {e}"))
 }
 
 fn idp(name: &str, created_at: i64, scim: bool) -> IdentityProvider {
@@ -34,11 +30,7 @@ fn idp(name: &str, created_at: i64, scim: bool) -> IdentityProvider {
             ..IdpConfig::default()
         },
         client_secret: SecretString::new(format!("plain-secret-{name}")),
-        scim: ScimSettings {
-            enabled: scim,
-            user_deprovision: scim,
-            ..ScimSettings::default()
-        },
+        scim: ScimSettings { enabled: scim, user_deprovision: scim, ..ScimSettings::default() },
         scim_secret_hash: scim.then(|| "ab".repeat(32)),
         created_at,
         updated_at: created_at,
@@ -79,14 +71,10 @@ mod cases {
         let changed = Organization {
             name: "Acme".into(),
             auth_domain: Some("auth.acme.test".into()),
-            session_duration: "12h"
-                .parse::<GoDuration>()
-                .unwrap_or_else(|e| panic!("{e}")),
+            session_duration: "12h".parse::<GoDuration>().unwrap_or_else(|e| panic!("{e}")),
             ..org
         };
-        s.put_organization(&changed)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        s.put_organization(&changed).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(open(url).await.organization().await.ok(), Some(changed));
     }
 
@@ -96,97 +84,47 @@ mod cases {
         s.insert_idp(&a).await.unwrap_or_else(|e| panic!("{e}"));
         let got = s.get_idp(a.id).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.as_ref(), Some(&a));
-        assert_eq!(
-            got.map(|g| g.client_secret.expose().to_owned()).as_deref(),
-            Some("plain-secret-a")
-        );
+        assert_eq!(got.map(|g| g.client_secret.expose().to_owned()).as_deref(), Some("plain-secret-a"));
 
         let mut changed = a.clone();
         changed.name = "renamed".into();
         changed.client_secret = SecretString::new("rotated");
-        changed.scim = ScimSettings {
-            enabled: true,
-            ..ScimSettings::default()
-        };
+        changed.scim = ScimSettings { enabled: true, ..ScimSettings::default() };
         changed.scim_secret_hash = Some("cd".repeat(32));
         changed.updated_at = 5;
-        assert!(
-            s.replace_idp(&changed)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        );
+        assert!(s.replace_idp(&changed).await.unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(s.get_idp(a.id).await.ok().flatten(), Some(changed));
 
-        assert!(matches!(
-            s.insert_idp(&a).await,
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(s.insert_idp(&a).await, Err(StoreError::Conflict(_))));
         assert!(s.delete_idp(a.id).await.unwrap_or_else(|e| panic!("{e}")));
         assert!(!s.delete_idp(a.id).await.unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(s.get_idp(a.id).await.ok(), Some(None));
         let missing = idp("missing", 1, false);
-        assert!(
-            !s.replace_idp(&missing)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        );
+        assert!(!s.replace_idp(&missing).await.unwrap_or_else(|e| panic!("{e}")));
     }
 
     pub async fn idp_list_pages_and_filters(url: &str) {
         let s = open(url).await;
-        let all: Vec<_> = (0..5)
-            .map(|i| idp(&format!("idp{i}"), 10 + i, i % 2 == 0))
-            .collect();
+        let all: Vec<_> = (0..5).map(|i| idp(&format!("idp{i}"), 10 + i, i % 2 == 0)).collect();
         for i in all.iter().rev() {
             s.insert_idp(i).await.unwrap_or_else(|e| panic!("{e}"));
         }
-        let p1 = s
-            .list_idps(IdpFilter::default(), Page::new(1, 2))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let p1 = s.list_idps(IdpFilter::default(), Page::new(1, 2)).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p1.total, 5);
-        assert_eq!(
-            p1.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
-            ["idp0", "idp1"]
-        );
-        let p3 = s
-            .list_idps(IdpFilter::default(), Page::new(3, 2))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            p3.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
-            ["idp4"]
-        );
-        let p9 = s
-            .list_idps(IdpFilter::default(), Page::new(9, 2))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p1.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["idp0", "idp1"]);
+        let p3 = s.list_idps(IdpFilter::default(), Page::new(3, 2)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p3.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["idp4"]);
+        let p9 = s.list_idps(IdpFilter::default(), Page::new(9, 2)).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(p9.items.is_empty());
         assert_eq!(p9.total, 5);
         let scim = s
-            .list_idps(
-                IdpFilter {
-                    scim_enabled: Some(true),
-                },
-                Page::new(1, 50),
-            )
+            .list_idps(IdpFilter { scim_enabled: Some(true) }, Page::new(1, 50))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(scim.total, 3);
-        assert_eq!(
-            scim.items
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>(),
-            ["idp0", "idp2", "idp4"]
-        );
+        assert_eq!(scim.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["idp0", "idp2", "idp4"]);
         let no_scim = s
-            .list_idps(
-                IdpFilter {
-                    scim_enabled: Some(false),
-                },
-                Page::new(1, 50),
-            )
+            .list_idps(IdpFilter { scim_enabled: Some(false) }, Page::new(1, 50))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(no_scim.total, 2);
@@ -203,31 +141,13 @@ mod cases {
             last_used_at: None,
         };
         s.insert_token(&t).await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            s.find_token_by_hash(&t.secret_hash)
-                .await
-                .ok()
-                .flatten()
-                .as_ref(),
-            Some(&t)
-        );
-        assert_eq!(
-            s.find_token_by_hash(&"00".repeat(32)).await.ok(),
-            Some(None)
-        );
-        s.touch_token(t.id, 99)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.find_token_by_hash(&t.secret_hash).await.ok().flatten().as_ref(), Some(&t));
+        assert_eq!(s.find_token_by_hash(&"00".repeat(32)).await.ok(), Some(None));
+        s.touch_token(t.id, 99).await.unwrap_or_else(|e| panic!("{e}"));
         let touched = s.find_token_by_hash(&t.secret_hash).await.ok().flatten();
         assert_eq!(touched.and_then(|t| t.last_used_at), Some(99));
-        let dup = ApiToken {
-            id: TokenId::generate(),
-            ..t
-        };
-        assert!(matches!(
-            s.insert_token(&dup).await,
-            Err(StoreError::Conflict(_))
-        ));
+        let dup = ApiToken { id: TokenId::generate(), ..t };
+        assert!(matches!(s.insert_token(&dup).await, Err(StoreError::Conflict(_))));
     }
 }
 
@@ -277,12 +197,6 @@ async fn sqlite_file_holds_no_plaintext_client_secret() {
     bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
     assert!(!bytes.is_empty());
     let needle = a.client_secret.expose().as_bytes();
-    assert!(
-        !bytes.windows(needle.len()).any(|w| w == needle),
-        "plaintext secret found in the database file"
-    );
-    assert!(
-        bytes.windows(6).any(|w| w == b"sealed"),
-        "sanity: the IdP name is stored"
-    );
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "plaintext secret found in the database file");
+    assert!(bytes.windows(6).any(|w| w == b"sealed"), "sanity: the IdP name is stored");
 }

@@ -33,10 +33,7 @@ impl TestDb {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let url = format!("sqlite://{}/gatehouse.db", dir.path().display());
-        Self {
-            url,
-            cleanup: Cleanup::Dir(dir),
-        }
+        Self { url, cleanup: Cleanup::Dir(dir) }
     }
 
     /// A freshly created, empty PostgreSQL database, or `None` (after a loud warning) when no
@@ -46,30 +43,25 @@ impl TestDb {
     /// Under CI when the server is unreachable: PostgreSQL tests must run there.
     pub async fn postgres() -> Option<Self> {
         let admin_url = postgres_admin_url();
-        let mut conn =
-            match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url))
-                .await
-            {
-                Ok(Ok(c)) => c,
-                outcome => {
-                    let why = match outcome {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "timed out".to_owned(),
-                    };
-                    if std::env::var_os("CI").is_some() {
-                        panic!(
-                            "PostgreSQL at {admin_url} is required under CI but unreachable: {why}"
-                        );
-                    }
-                    eprintln!(
-                        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+        let mut conn = match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await {
+            Ok(Ok(c)) => c,
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                if std::env::var_os("CI").is_some() {
+                    panic!("PostgreSQL at {admin_url} is required under CI but unreachable: {why}");
+                }
+                eprintln!(
+                    "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
                      !! SKIPPING PostgreSQL test: no server at {admin_url} ({why})\n\
                      !! Set TEST_POSTGRES_URL or start PostgreSQL to run it.\n\
                      !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-                    );
-                    return None;
-                }
-            };
+                );
+                return None;
+            }
+        };
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
@@ -77,10 +69,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("create test database: {e}"));
         let _ = conn.close().await;
         let url = with_database(&admin_url, &name);
-        Some(Self {
-            url,
-            cleanup: Cleanup::Postgres { admin_url, name },
-        })
+        Some(Self { url, cleanup: Cleanup::Postgres { admin_url, name } })
     }
 
     /// The store URL of this database.
@@ -95,18 +84,13 @@ impl Drop for TestDb {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop may run inside or outside a runtime; a private thread and runtime work in both.
             let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                     return;
                 };
                 rt.block_on(async {
                     if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
                         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut conn)
-                            .await;
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
                     }
                 });
             })
@@ -141,17 +125,11 @@ fn with_database(url: &str, db: &str) -> String {
 mod tests {
     #[test]
     fn replaces_database_name() {
-        assert_eq!(
-            super::with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
         assert_eq!(
             super::with_database("postgres://u@h/postgres?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"
         );
-        assert_eq!(
-            super::with_database("postgres://u@h", "x"),
-            "postgres://u@h/x"
-        );
+        assert_eq!(super::with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

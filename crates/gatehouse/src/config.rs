@@ -109,11 +109,7 @@ pub struct IngressRule {
     /// `http://host:port`, `https://host:port`, or `http_status:NNN`.
     pub service: String,
     /// Per-origin settings (timeouts, TLS) as cloudflared names them.
-    #[serde(
-        rename = "originRequest",
-        default,
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(rename = "originRequest", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origin_request: BTreeMap<String, toml::Value>,
 }
 
@@ -208,10 +204,7 @@ struct Named {
 
 impl Named {
     fn new(name: &'static str, value: serde_json::Value) -> Self {
-        Self {
-            name,
-            inner: Serialized::defaults(value),
-        }
+        Self { name, inner: Serialized::defaults(value) }
     }
 }
 
@@ -222,9 +215,7 @@ fn insert_path(map: &mut serde_json::Map<String, serde_json::Value>, path: &str,
             map.insert(path.to_owned(), serde_json::Value::String(value));
         }
         Some((head, rest)) => {
-            let child = map
-                .entry(head.to_owned())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let child = map.entry(head.to_owned()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             if let serde_json::Value::Object(child) = child {
                 insert_path(child, rest, value);
             }
@@ -237,9 +228,7 @@ impl figment::Provider for Named {
         figment::Metadata::named(self.name)
     }
 
-    fn data(
-        &self,
-    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         figment::Provider::data(&self.inner)
     }
 }
@@ -261,11 +250,7 @@ fn describe(err: figment::Error) -> Vec<String> {
                 figment::error::Kind::UnknownField(field, _) => format!("unknown key `{field}`"),
                 other => other.to_string(),
             };
-            if key.is_empty() {
-                format!("{kind}{source}")
-            } else {
-                format!("{key}: {kind}{source}")
-            }
+            if key.is_empty() { format!("{kind}{source}") } else { format!("{key}: {kind}{source}") }
         })
         .collect()
 }
@@ -327,10 +312,7 @@ impl Config {
         for (key, value) in vars {
             insert_path(&mut env_layer, &key, value);
         }
-        fig = fig.merge(Named::new(
-            "environment GATEHOUSE_*",
-            serde_json::Value::Object(env_layer),
-        ));
+        fig = fig.merge(Named::new("environment GATEHOUSE_*", serde_json::Value::Object(env_layer)));
         let flags = serde_json::to_value(overrides).unwrap_or_default();
         fig = fig.merge(Named::new("command-line flags", flags));
         let config: Self = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
@@ -342,24 +324,15 @@ impl Config {
         let mut errs = Vec::new();
         let u = &self.public_url;
         if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-            errs.push(format!(
-                "public_url {u}: must be an http(s) URL with a host"
-            ));
+            errs.push(format!("public_url {u}: must be an http(s) URL with a host"));
         }
         if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-            errs.push(format!(
-                "public_url {u}: must be scheme://host[:port] with no path, query or fragment"
-            ));
+            errs.push(format!("public_url {u}: must be scheme://host[:port] with no path, query or fragment"));
         }
         if let Some(url) = &self.store.url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres:")
-                || url.starts_with("postgresql:"))
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
         {
-            errs.push(format!(
-                "store.url {}: must start with sqlite: or postgres:",
-                redact_password(url)
-            ));
+            errs.push(format!("store.url {}: must start with sqlite: or postgres:", redact_password(url)));
         }
         if self.listen.public == self.listen.admin && self.listen.public.port() != 0 {
             errs.push("listen.public and listen.admin must differ".to_owned());
@@ -369,17 +342,11 @@ impl Config {
         }
         for name in self.entra.clouds.keys() {
             if gatehouse_core::idp::AzureCloud::parse(name).is_none() || name.is_empty() {
-                errs.push(format!(
-                    "entra.clouds.{name}: unknown cloud (use default, usgov or china)"
-                ));
+                errs.push(format!("entra.clouds.{name}: unknown cloud (use default, usgov or china)"));
             }
         }
         validate_ingress(&self.ingress, &mut errs);
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(errs))
-        }
+        if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }
 
     /// The store URL in effect.
@@ -394,8 +361,7 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.store.url = Some(self.store_url());
-        toml::to_string_pretty(&shown)
-            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
 
@@ -404,7 +370,9 @@ fn validate_ingress(rules: &[IngressRule], errs: &mut Vec<String>) {
         let last = i + 1 == rules.len();
         let catch_all = rule.hostname.is_none() && rule.path.is_none();
         if catch_all && !last {
-            errs.push(format!("ingress[{i}]: a rule without hostname and path matches everything; it must be the last rule"));
+            errs.push(format!(
+                "ingress[{i}]: a rule without hostname and path matches everything; it must be the last rule"
+            ));
         }
         if last && !catch_all {
             errs.push(format!(
@@ -424,10 +392,7 @@ fn validate_ingress(rules: &[IngressRule], errs: &mut Vec<String>) {
         }
         if let Some(code) = rule.service.strip_prefix("http_status:") {
             if !code.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)) {
-                errs.push(format!(
-                    "ingress[{i}].service {:?}: http_status needs a code 100-599",
-                    rule.service
-                ));
+                errs.push(format!("ingress[{i}].service {:?}: http_status needs a code 100-599", rule.service));
             }
         } else {
             match url::Url::parse(&rule.service) {

@@ -39,8 +39,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         std::fs::remove_dir_all(&args.data_dir).context("reset the demo directory")?;
     }
     std::fs::create_dir_all(&args.data_dir).context("create the demo directory")?;
-    std::fs::write(args.data_dir.join(".gatehouse-demo"), b"")
-        .context("mark the demo directory")?;
+    std::fs::write(args.data_dir.join(".gatehouse-demo"), b"").context("mark the demo directory")?;
 
     let overrides = Overrides {
         data_dir: Some(args.data_dir.clone()),
@@ -50,13 +49,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         },
         ..Overrides::default()
     };
-    let config =
-        Config::load(None, &overrides).map_err(|e| Failure::Usage(anyhow::anyhow!("{e}")))?;
+    let config = Config::load(None, &overrides).map_err(|e| Failure::Usage(anyhow::anyhow!("{e}")))?;
     crate::init_tracing(&config.log_level);
     let key = SecretKey::generate().context("generate a key")?;
-    let gateway = Gateway::start(&config, key, crate::install_metrics())
-        .await
-        .context("start")?;
+    let gateway = Gateway::start(&config, key, crate::install_metrics()).await.context("start")?;
     let account = gateway.store.account_id().await.context("account")?;
     let token = crate::create_api_token(&gateway.store, "demo", false).await?;
     let admin = format!("http://{}", gateway.admin_addr);

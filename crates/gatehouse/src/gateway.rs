@@ -43,11 +43,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Opens the store and serves both listeners in the background.
-    pub async fn start(
-        config: &Config,
-        key: SecretKey,
-        metrics: Option<PrometheusHandle>,
-    ) -> Result<Self, StartError> {
+    pub async fn start(config: &Config, key: SecretKey, metrics: Option<PrometheusHandle>) -> Result<Self, StartError> {
         let store = Store::connect(&config.store_url(), key).await?;
         let account_id = store.account_id().await?;
         store.organization().await?;
@@ -69,13 +65,7 @@ impl Gateway {
             tokio::spawn(serve(admin, admin_router, rx)),
         ];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
-        Ok(Self {
-            public_addr,
-            admin_addr,
-            store,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { public_addr, admin_addr, store, shutdown, tasks })
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -93,27 +83,17 @@ impl Gateway {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr()
-        .map_err(|source| StartError::Bind { addr, source })
+    l.local_addr().map_err(|source| StartError::Bind { addr, source })
 }
 
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .await
+async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
 }

@@ -38,10 +38,7 @@ pub fn resolve(config: &Config, generate: bool) -> Result<Option<SecretKey>, Key
     if let Some(text) = &config.secret_key {
         return SecretKey::parse(text.0.expose())
             .map(Some)
-            .map_err(|e| KeyError::Invalid {
-                source_name: "GATEHOUSE_SECRET_KEY".into(),
-                reason: e.to_string(),
-            });
+            .map_err(|e| KeyError::Invalid { source_name: "GATEHOUSE_SECRET_KEY".into(), reason: e.to_string() });
     }
     if let Some(path) = &config.secret_key_file {
         return read(path).map(Some);
@@ -53,10 +50,8 @@ pub fn resolve(config: &Config, generate: bool) -> Result<Option<SecretKey>, Key
     if !generate {
         return Ok(None);
     }
-    let key = SecretKey::generate().map_err(|e| KeyError::Invalid {
-        source_name: "key generation".into(),
-        reason: e.to_string(),
-    })?;
+    let key = SecretKey::generate()
+        .map_err(|e| KeyError::Invalid { source_name: "key generation".into(), reason: e.to_string() })?;
     write_private(&path, &key.to_base64())?;
     tracing::warn!(
         path = %path.display(),
@@ -67,22 +62,14 @@ pub fn resolve(config: &Config, generate: bool) -> Result<Option<SecretKey>, Key
 }
 
 fn read(path: &Path) -> Result<SecretKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    SecretKey::parse(&text).map_err(|e| KeyError::Invalid {
-        source_name: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+    SecretKey::parse(&text)
+        .map_err(|e| KeyError::Invalid { source_name: path.display().to_string(), reason: e.to_string() })
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
     use std::io::Write as _;
-    let io = |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -94,8 +81,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(io)?;
-    f.write_all(format!("{contents}\n").as_bytes())
-        .map_err(io)?;
+    f.write_all(format!("{contents}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(())
 }

@@ -113,13 +113,8 @@ impl ServeArgs {
         Overrides {
             data_dir: self.store.data_dir.clone(),
             public_url: self.public_url.clone(),
-            listen: ListenOverrides {
-                public: self.public_listen.clone(),
-                admin: self.admin_listen.clone(),
-            },
-            store: StoreOverrides {
-                url: self.store.store_url.clone(),
-            },
+            listen: ListenOverrides { public: self.public_listen.clone(), admin: self.admin_listen.clone() },
+            store: StoreOverrides { url: self.store.store_url.clone() },
         }
     }
 }
@@ -128,9 +123,7 @@ impl StoreArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
             data_dir: self.data_dir.clone(),
-            store: StoreOverrides {
-                url: self.store_url.clone(),
-            },
+            store: StoreOverrides { url: self.store_url.clone() },
             ..Overrides::default()
         }
     }
@@ -142,18 +135,12 @@ fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config,
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gatehouse: cannot start the async runtime: {e}");
@@ -183,9 +170,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok()?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -201,9 +186,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = load(args.store.config.as_deref(), &args.overrides())?;
     init_tracing(&config.log_level);
     let key = secret_key(&config)?;
-    let gateway = Gateway::start(&config, key, install_metrics())
-        .await
-        .context("start")?;
+    let gateway = Gateway::start(&config, key, install_metrics()).await.context("start")?;
     print_listeners(&gateway, &config);
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -215,10 +198,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 fn print_listeners(gateway: &Gateway, config: &Config) {
     outln!("public listener: http://{}", gateway.public_addr);
     outln!("admin listener: http://{}", gateway.admin_addr);
-    outln!(
-        "team domain: {}",
-        config.public_url.origin().ascii_serialization()
-    );
+    outln!("team domain: {}", config.public_url.origin().ascii_serialization());
 }
 
 /// The at-rest key, generated on first use. A malformed key is a configuration error (2);
@@ -226,12 +206,8 @@ fn print_listeners(gateway: &Gateway, config: &Config) {
 fn secret_key(config: &Config) -> Result<gatehouse_core::secret::SecretKey, Failure> {
     match keyfile::resolve(config, true) {
         Ok(Some(key)) => Ok(key),
-        Ok(None) => Err(Failure::Runtime(anyhow::anyhow!(
-            "no secret key could be created"
-        ))),
-        Err(e @ keyfile::KeyError::Invalid { .. }) => {
-            Err(Failure::Usage(anyhow::anyhow!("secret key: {e}")))
-        }
+        Ok(None) => Err(Failure::Runtime(anyhow::anyhow!("no secret key could be created"))),
+        Err(e @ keyfile::KeyError::Invalid { .. }) => Err(Failure::Usage(anyhow::anyhow!("secret key: {e}"))),
         Err(e) => Err(Failure::Runtime(anyhow::anyhow!("secret key: {e}"))),
     }
 }
@@ -269,29 +245,18 @@ async fn check(args: ServeArgs) -> Result<(), Failure> {
         config.listen.public,
         config.public_url.origin().ascii_serialization()
     );
-    outln!(
-        "#   admin listener   http://{}  (/client/v4, /healthz, /readyz, /metrics)",
-        config.listen.admin
-    );
+    outln!("#   admin listener   http://{}  (/client/v4, /healthz, /readyz, /metrics)", config.listen.admin);
     let store_url = config.store_url();
     let sqlite_path = store_url.strip_prefix("sqlite://").map(PathBuf::from);
     if sqlite_path.as_ref().is_some_and(|p| !p.exists()) {
-        outln!(
-            "#   store            {} (not created yet; created on first start)",
-            store_url
-        );
+        outln!("#   store            {} (not created yet; created on first start)", store_url);
         return Ok(());
     }
     let Some(key) = keyfile::resolve(&config, false).map_err(|e| Failure::Usage(e.into()))? else {
-        outln!(
-            "#   store            {} (no secret key yet; generated on first start)",
-            store_url
-        );
+        outln!("#   store            {} (no secret key yet; generated on first start)", store_url);
         return Ok(());
     };
-    let store = Store::connect(&store_url, key)
-        .await
-        .context("open the store")?;
+    let store = Store::connect(&store_url, key).await.context("open the store")?;
     let account = store.account_id().await.context("read the account")?;
     let idps = gatehouse_store::IdpStore::list_idps(
         &store,
@@ -300,11 +265,7 @@ async fn check(args: ServeArgs) -> Result<(), Failure> {
     )
     .await
     .context("read identity providers")?;
-    outln!(
-        "#   store            {} ({:?})",
-        gatehouse::config::redact_password(&store_url),
-        store.backend_kind()
-    );
+    outln!("#   store            {} ({:?})", gatehouse::config::redact_password(&store_url), store.backend_kind());
     outln!("#   account          {account}");
     outln!("#   identity providers: {}", idps.total);
     store.close().await;
@@ -318,9 +279,7 @@ async fn create_token(args: TokenArgs) -> Result<(), Failure> {
         return Err(Failure::Usage(anyhow::anyhow!("--name must not be empty")));
     }
     let key = secret_key(&config)?;
-    let store = Store::connect(&config.store_url(), key)
-        .await
-        .context("open the store")?;
+    let store = Store::connect(&config.store_url(), key).await.context("open the store")?;
     store.account_id().await.context("initialise the account")?;
     let token = create_api_token(&store, args.name.trim(), args.read_only).await?;
     store.close().await;
@@ -339,10 +298,7 @@ async fn create_api_token(store: &Store, name: &str, read_only: bool) -> Result<
         created_at: gatehouse_core::now_millis(),
         last_used_at: None,
     };
-    store
-        .insert_token(&record)
-        .await
-        .context("store the token")?;
+    store.insert_token(&record).await.context("store the token")?;
     tracing::info!(token = %record.id, read_only, "API token created");
     Ok(secret.expose().to_owned())
 }

@@ -26,14 +26,7 @@ fn help_works_on_every_command() {
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
     let serve = String::from_utf8(run(&["serve", "--help"], &[]).stdout).unwrap();
-    for flag in [
-        "--config",
-        "--data-dir",
-        "--store-url",
-        "--public-url",
-        "--public-listen",
-        "--admin-listen",
-    ] {
+    for flag in ["--config", "--data-dir", "--store-url", "--public-url", "--public-listen", "--admin-listen"] {
         assert!(serve.contains(flag), "serve --help lacks {flag}");
     }
 }
@@ -43,68 +36,25 @@ fn usage_and_config_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let bad_file = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad_file,
-        "listen = { public = \"127.0.0.1:1\", admin = \"127.0.0.1:2\", extra = 1 }\n",
-    )
-    .unwrap();
+    std::fs::write(&bad_file, "listen = { public = \"127.0.0.1:1\", admin = \"127.0.0.1:2\", extra = 1 }\n").unwrap();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
         (vec!["frobnicate"], vec![], "unrecognized subcommand"),
-        (
-            vec!["api-token", "create", "--data-dir", d],
-            vec![],
-            "--name",
-        ),
-        (
-            vec!["check", "--config", bad_file.to_str().unwrap()],
-            vec![],
-            "listen.extra: unknown key",
-        ),
-        (
-            vec!["check", "--config", "/nonexistent/gatehouse.toml"],
-            vec![],
-            "does not exist",
-        ),
-        (
-            vec!["check", "--public-listen", "nope"],
-            vec![],
-            "listen.public",
-        ),
-        (
-            vec!["check", "--public-url", "ftp://x"],
-            vec![],
-            "public_url",
-        ),
-        (
-            vec!["check", "--store-url", "mysql://x"],
-            vec![],
-            "store.url",
-        ),
-        (
-            vec!["check"],
-            vec![("GATEHOUSE_NOPE", "1")],
-            "nope: unknown key",
-        ),
-        (
-            vec!["check"],
-            vec![("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:8080")],
-            "must differ",
-        ),
-        (
-            vec!["serve", "--data-dir", d],
-            vec![("GATEHOUSE_SECRET_KEY", "too-short")],
-            "GATEHOUSE_SECRET_KEY",
-        ),
+        (vec!["api-token", "create", "--data-dir", d], vec![], "--name"),
+        (vec!["check", "--config", bad_file.to_str().unwrap()], vec![], "listen.extra: unknown key"),
+        (vec!["check", "--config", "/nonexistent/gatehouse.toml"], vec![], "does not exist"),
+        (vec!["check", "--public-listen", "nope"], vec![], "listen.public"),
+        (vec!["check", "--public-url", "ftp://x"], vec![], "public_url"),
+        (vec!["check", "--store-url", "mysql://x"], vec![], "store.url"),
+        (vec!["check"], vec![("GATEHOUSE_NOPE", "1")], "nope: unknown key"),
+        (vec!["check"], vec![("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:8080")], "must differ"),
+        (vec!["serve", "--data-dir", d], vec![("GATEHOUSE_SECRET_KEY", "too-short")], "GATEHOUSE_SECRET_KEY"),
     ];
     for (args, env, words) in cases {
         let out = run(&args, &env);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
-        assert!(
-            stderr.contains(words),
-            "{args:?}: expected {words:?} in {stderr}"
-        );
+        assert!(stderr.contains(words), "{args:?}: expected {words:?} in {stderr}");
     }
 }
 
@@ -113,37 +63,13 @@ fn runtime_failures_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     // Nothing listens on port 1: the store is unreachable.
-    let out = run(
-        &[
-            "serve",
-            "--data-dir",
-            d,
-            "--store-url",
-            "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
-        ],
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        run(&["serve", "--data-dir", d, "--store-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     // A listener address that is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(
-        &[
-            "serve",
-            "--data-dir",
-            d,
-            "--public-listen",
-            &addr,
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let out = run(&["serve", "--data-dir", d, "--public-listen", &addr, "--admin-listen", "127.0.0.1:0"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
 }
@@ -161,52 +87,26 @@ fn check_prints_effective_config_with_secrets_masked() {
     )
     .unwrap();
     let out = run(
-        &[
-            "check",
-            "--config",
-            file.to_str().unwrap(),
-            "--store-url",
-            "postgres://gh:hunter2@db.internal/gh",
-        ],
-        &[
-            ("GATEHOUSE_SECRET_KEY", key),
-            ("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:9999"),
-        ],
+        &["check", "--config", file.to_str().unwrap(), "--store-url", "postgres://gh:hunter2@db.internal/gh"],
+        &[("GATEHOUSE_SECRET_KEY", key), ("GATEHOUSE_ADMIN_LISTEN", "127.0.0.1:9999")],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The configuration is valid, but db.internal does not resolve here: a runtime failure.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("open the store") && !stderr.contains("hunter2"),
-        "{stderr}"
-    );
-    assert!(
-        !text.contains(key) && !text.contains("hunter2"),
-        "secret leaked: {text}"
-    );
+    assert!(stderr.contains("open the store") && !stderr.contains("hunter2"), "{stderr}");
+    assert!(!text.contains(key) && !text.contains("hunter2"), "secret leaked: {text}");
     assert!(text.contains("secret_key = \"[redacted]\""), "{text}");
     assert!(
-        text.contains("postgres://gh:%5Bredacted%5D@db.internal/gh")
-            || text.contains("[redacted]@db.internal"),
+        text.contains("postgres://gh:%5Bredacted%5D@db.internal/gh") || text.contains("[redacted]@db.internal"),
         "{text}"
     );
-    assert!(
-        text.contains("public_url = \"https://auth.example.com/\""),
-        "{text}"
-    );
-    assert!(
-        text.contains("admin = \"127.0.0.1:9999\""),
-        "env overrides default: {text}"
-    );
+    assert!(text.contains("public_url = \"https://auth.example.com/\""), "{text}");
+    assert!(text.contains("admin = \"127.0.0.1:9999\""), "env overrides default: {text}");
     assert!(text.contains("hostname = \"app.example.com\""), "{text}");
 
     let bad = dir.path().join("bad-ingress.toml");
-    std::fs::write(
-        &bad,
-        "[[ingress]]\nhostname = \"a.example.com\"\nservice = \"http://127.0.0.1:1\"\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "[[ingress]]\nhostname = \"a.example.com\"\nservice = \"http://127.0.0.1:1\"\n").unwrap();
     let out = run(&["check", "--config", bad.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("catch-all"));
@@ -220,17 +120,11 @@ fn flags_override_env_which_overrides_file() {
     let f = file.to_str().unwrap();
     let out = run(
         &["check", "--config", f, "--data-dir", "/from/flag"],
-        &[
-            ("GATEHOUSE_DATA_DIR", "/from/env"),
-            ("GATEHOUSE_PUBLIC_URL", "https://env.example.com"),
-        ],
+        &[("GATEHOUSE_DATA_DIR", "/from/env"), ("GATEHOUSE_PUBLIC_URL", "https://env.example.com")],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("data_dir = \"/from/flag\""), "{text}");
-    assert!(
-        text.contains("public_url = \"https://env.example.com/\""),
-        "{text}"
-    );
+    assert!(text.contains("public_url = \"https://env.example.com/\""), "{text}");
     assert!(text.contains("admin = \"127.0.0.1:9191\""), "{text}");
     let out = run(&["check"], &[("GATEHOUSE_CONFIG", f)]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("data_dir = \"/from/file\""));
@@ -245,27 +139,16 @@ async fn serve_generates_a_private_key_and_tokens_work() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
     // Health on the admin listener; the public listener answers the catch-all.
-    let health = reqwest::get(format!("{}/healthz", server.admin))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.admin)).await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready = reqwest::get(format!("{}/readyz", server.admin))
-        .await
-        .unwrap();
+    let ready = reqwest::get(format!("{}/readyz", server.admin)).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", server.admin))
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.admin)).await.unwrap();
     assert_eq!(metrics.status(), 200);
-    let public = reqwest::get(format!("{}/anything", server.public))
-        .await
-        .unwrap();
+    let public = reqwest::get(format!("{}/anything", server.public)).await.unwrap();
     assert_eq!(public.status(), 404);
 
     let rw = create_token(dir.path(), false, &[]);
@@ -277,19 +160,12 @@ async fn serve_generates_a_private_key_and_tokens_work() {
     let account = admin.account().await;
     let ro_client = AdminClient::new(&server, &ro);
     let (s, b) = ro_client
-        .call(
-            Method::PUT,
-            &format!("/accounts/{account}/access/organizations"),
-            Some(json!({"name": "x"})),
-        )
+        .call(Method::PUT, &format!("/accounts/{account}/access/organizations"), Some(json!({"name": "x"})))
         .await;
     assert_eq!((s, b["errors"][0]["code"].clone()), (403, json!(10000)));
     // The token is stored hashed: it does not appear in the database files.
     let mut bytes = std::fs::read(dir.path().join("gatehouse.db")).unwrap_or_default();
     bytes.extend(std::fs::read(dir.path().join("gatehouse.db-wal")).unwrap_or_default());
-    assert!(
-        !bytes.windows(rw.len()).any(|w| w == rw.as_bytes()),
-        "token stored in plaintext"
-    );
+    assert!(!bytes.windows(rw.len()).any(|w| w == rw.as_bytes()), "token stored in plaintext");
     assert!(server.terminate().success());
 }

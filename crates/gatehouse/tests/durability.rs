@@ -45,52 +45,27 @@ async fn writes_survive_kill9(data_dir: &std::path::Path, store_url: Option<&str
         ids.push(b["result"]["id"].as_str().unwrap().to_owned());
     }
     let (s, _) = admin
-        .call(
-            Method::PUT,
-            &format!("/accounts/{account}/access/organizations"),
-            Some(json!({"name": "Durable"})),
-        )
+        .call(Method::PUT, &format!("/accounts/{account}/access/organizations"), Some(json!({"name": "Durable"})))
         .await;
     assert_eq!(s, 200);
-    let (s, _) = admin
-        .call(Method::DELETE, &format!("{base}/{}", ids[0]), None)
-        .await;
+    let (s, _) = admin.call(Method::DELETE, &format!("{base}/{}", ids[0]), None).await;
     assert_eq!(s, 200);
     server.kill9();
 
     let server = Server::start(data_dir, extra, &env);
     let admin = AdminClient::new(&server, &token);
-    assert_eq!(
-        admin.account().await,
-        account,
-        "account id changed across restart"
-    );
-    let (_, b) = admin
-        .call(Method::GET, &format!("{base}?per_page=100"), None)
-        .await;
-    let got: Vec<&str> = b["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    assert_eq!(admin.account().await, account, "account id changed across restart");
+    let (_, b) = admin.call(Method::GET, &format!("{base}?per_page=100"), None).await;
+    let got: Vec<&str> = b["result"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(got, ids[1..].iter().map(String::as_str).collect::<Vec<_>>());
-    let (_, b) = admin
-        .call(
-            Method::GET,
-            &format!("/accounts/{account}/access/organizations"),
-            None,
-        )
-        .await;
+    let (_, b) = admin.call(Method::GET, &format!("/accounts/{account}/access/organizations"), None).await;
     assert_eq!(b["result"]["name"], json!("Durable"));
     assert!(server.terminate().success());
 
     // A graceful restart keeps everything too.
     let server = Server::start(data_dir, extra, &env);
     let admin = AdminClient::new(&server, &token);
-    let (_, b) = admin
-        .call(Method::GET, &format!("{base}/{}", ids[5]), None)
-        .await;
+    let (_, b) = admin.call(Method::GET, &format!("{base}/{}", ids[5]), None).await;
     assert_eq!(b["result"]["name"], json!("Entra 5"));
 }
 

@@ -22,18 +22,12 @@ fn python_with_sdk() -> Option<PathBuf> {
     let candidate = std::env::var_os("TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv-test/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import cloudflare"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = Command::new(&candidate).args(["-c", "import cloudflare"]).output().is_ok_and(|o| o.status.success());
     if ok {
         return Some(candidate);
     }
     let why = format!("{} cannot import the cloudflare SDK", candidate.display());
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the Python SDK test must run under CI: {why}"
-    );
+    assert!(std::env::var_os("CI").is_none(), "the Python SDK test must run under CI: {why}");
     eprintln!(
         "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
          !! SKIPPING the Cloudflare Python SDK test: {why}.\n\
@@ -61,9 +55,6 @@ fn cloudflare_python_sdk_round_trip() {
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK round trip failed:\n{stdout}\n{stderr}"
-    );
+    assert!(out.status.success(), "SDK round trip failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("checks passed"), "{stdout}");
 }

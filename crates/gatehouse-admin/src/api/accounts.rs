@@ -29,11 +29,7 @@ pub(crate) async fn list(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let items = if page.page == 1 {
-        vec![account_json(&state).await?]
-    } else {
-        Vec::new()
-    };
+    let items = if page.page == 1 { vec![account_json(&state).await?] } else { Vec::new() };
     Ok(ok_list(items, page.page, page.per_page, 1))
 }
 

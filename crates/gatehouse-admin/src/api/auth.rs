@@ -70,10 +70,7 @@ pub async fn require_token(
     if token.len() > MAX_TOKEN_LEN {
         return Err(ApiError::forbidden());
     }
-    let found = state
-        .store
-        .find_token_by_hash(&hash_bearer_secret(token))
-        .await?;
+    let found = state.store.find_token_by_hash(&hash_bearer_secret(token)).await?;
     let Some(stored) = found.filter(|t| verify_bearer_secret(token, &t.secret_hash)) else {
         tracing::info!("admin API request with an unknown token refused");
         return Err(ApiError::forbidden());
@@ -84,16 +81,11 @@ pub async fn require_token(
         return Err(ApiError::forbidden());
     }
     let now = gatehouse_core::now_millis();
-    if stored
-        .last_used_at
-        .is_none_or(|t| now - t > TOUCH_INTERVAL_MS)
+    if stored.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL_MS)
         && let Err(e) = state.store.touch_token(stored.id, now).await
     {
         tracing::warn!(error = %e, "could not record API token use");
     }
-    req.extensions_mut().insert(ApiCaller {
-        token_id: stored.id,
-        read_only: stored.read_only,
-    });
+    req.extensions_mut().insert(ApiCaller { token_id: stored.id, read_only: stored.read_only });
     Ok(next.run(req).await)
 }

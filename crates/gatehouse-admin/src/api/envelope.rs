@@ -68,14 +68,7 @@ pub struct ApiError {
 impl ApiError {
     /// A failure with one error.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            errors: vec![ErrorItem {
-                code: code as u32,
-                message: message.into(),
-                source: None,
-            }],
-        }
+        Self { status, errors: vec![ErrorItem { code: code as u32, message: message.into(), source: None }] }
     }
 
     /// The HTTP status.
@@ -85,11 +78,7 @@ impl ApiError {
 
     /// 404 `access.api.error.not_found`.
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!("access.api.error.not_found: {what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("access.api.error.not_found: {what} not found"))
     }
 
     /// 400/7003 for an identifier that cannot be one.
@@ -103,21 +92,13 @@ impl ApiError {
 
     /// 403/10000, Cloudflare's answer for a missing permission.
     pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Authentication,
-            "Authentication error",
-        )
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Authentication, "Authentication error")
     }
 
     /// An internal failure: logs `err` in full, returns a message without internals.
     pub fn internal(err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "admin API request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            "Internal error; see the gateway log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "Internal error; see the gateway log")
     }
 }
 
@@ -128,33 +109,21 @@ impl From<ValidationErrors> for ApiError {
             .into_iter()
             .map(|e| ErrorItem {
                 code: ErrorCode::InvalidRequest as u32,
-                message: format!(
-                    "access.api.error.invalid_request: {}: {}",
-                    e.path, e.message
-                ),
+                message: format!("access.api.error.invalid_request: {}: {}", e.path, e.message),
                 source: Some(json!({ "pointer": format!("/{}", e.path.replace('.', "/")) })),
             })
             .collect();
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            errors,
-        }
+        Self { status: StatusCode::BAD_REQUEST, errors }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(what) => {
-                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, what)
-            }
+            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, what),
             e if e.is_unavailable() => {
                 tracing::error!(error = %e, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    "Store unavailable; try again",
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "Store unavailable; try again")
             }
             other => Self::internal(&other),
         }
@@ -163,8 +132,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({ "success": false, "errors": self.errors, "messages": [], "result": null });
+        let body = json!({ "success": false, "errors": self.errors, "messages": [], "result": null });
         (self.status, Json(body)).into_response()
     }
 }
@@ -198,6 +166,5 @@ pub fn ok_list<T: Serialize>(items: Vec<T>, page: u32, per_page: u32, total: u64
         total_count: total,
         total_pages: total.div_ceil(u64::from(per_page.max(1))),
     };
-    Json(json!({ "success": true, "errors": [], "messages": [], "result": items, "result_info": info }))
-        .into_response()
+    Json(json!({ "success": true, "errors": [], "messages": [], "result": items, "result_info": info })).into_response()
 }

@@ -32,9 +32,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ErrorCode::InvalidBody,
             format!(
                 "Request body is invalid: {}",
-                e.body_text().trim_start_matches(
-                    "Failed to deserialize the JSON body into the target type: "
-                )
+                e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")
             ),
         ),
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
@@ -42,8 +40,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ErrorCode::InvalidBody,
             format!(
                 "Request body is not valid JSON: {}",
-                e.body_text()
-                    .trim_start_matches("Failed to parse the request body as JSON: ")
+                e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")
             ),
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
@@ -51,16 +48,11 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ErrorCode::UnsupportedMediaType,
             "Request body must be JSON with Content-Type: application/json",
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BodyTooLarge,
-                format!(
-                    "Request body is larger than {} bytes",
-                    crate::MAX_BODY_BYTES
-                ),
-            )
-        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTooLarge,
+            format!("Request body is larger than {} bytes", crate::MAX_BODY_BYTES),
+        ),
         other => ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidBody,
@@ -84,23 +76,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                 ErrorCode::InvalidQuery,
                 format!(
                     "Invalid query string: {}",
-                    e.body_text()
-                        .trim_start_matches("Failed to deserialize query string: ")
+                    e.body_text().trim_start_matches("Failed to deserialize query string: ")
                 ),
             )),
-            Err(other) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidQuery,
-                other.body_text(),
-            )),
+            Err(other) => Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, other.body_text())),
         }
     }
 }
 
 /// Parses the path parameter `name` with `FromStr`; a malformed id is `400/7003`.
 pub fn path_id<T: std::str::FromStr>(uri: &OriginalUri, raw: &str) -> Result<T, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_identifier(uri.path()))
+    raw.parse().map_err(|_| ApiError::bad_identifier(uri.path()))
 }
 
 /// Standard list parameters.
@@ -121,20 +107,13 @@ impl PageParams {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(Self::DEFAULT_PER_PAGE);
         if page == 0 {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidQuery,
-                "page must be 1 or more",
-            ));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, "page must be 1 or more"));
         }
         if per_page == 0 || per_page > gatehouse_store::Page::MAX_PER_PAGE {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidQuery,
-                format!(
-                    "per_page must be between 1 and {}",
-                    gatehouse_store::Page::MAX_PER_PAGE
-                ),
+                format!("per_page must be between 1 and {}", gatehouse_store::Page::MAX_PER_PAGE),
             ));
         }
         Ok(gatehouse_store::Page::new(page, per_page))

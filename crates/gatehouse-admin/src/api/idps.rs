@@ -29,15 +29,9 @@ fn render(base: &str, idp: &IdentityProvider, scim_secret: Option<&SecretString>
     config.insert("client_id".into(), json!(c.client_id));
     match idp.kind {
         IdpType::AzureAd => {
-            config.insert(
-                "directory_id".into(),
-                json!(c.directory_id.map(|d| d.to_string())),
-            );
+            config.insert("directory_id".into(), json!(c.directory_id.map(|d| d.to_string())));
             config.insert("azure_cloud".into(), json!(c.azure_cloud.as_str()));
-            config.insert(
-                "conditional_access_enabled".into(),
-                json!(c.conditional_access_enabled),
-            );
+            config.insert("conditional_access_enabled".into(), json!(c.conditional_access_enabled));
         }
         IdpType::Oidc => {
             config.insert("auth_url".into(), json!(c.auth_url));
@@ -55,10 +49,7 @@ fn render(base: &str, idp: &IdentityProvider, scim_secret: Option<&SecretString>
     if let Some(e) = &c.email_claim_name {
         config.insert("email_claim_name".into(), json!(e));
     }
-    config.insert(
-        "redirect_url".into(),
-        json!(format!("{base}/cdn-cgi/access/callback")),
-    );
+    config.insert("redirect_url".into(), json!(format!("{base}/cdn-cgi/access/callback")));
 
     let s = &idp.scim;
     let mut scim = json!({
@@ -95,17 +86,9 @@ fn new_scim_secret() -> Result<(SecretString, String), ApiError> {
     Ok((secret, hash))
 }
 
-async fn load(
-    state: &AdminState,
-    uri: &OriginalUri,
-    raw_id: &str,
-) -> Result<IdentityProvider, ApiError> {
+async fn load(state: &AdminState, uri: &OriginalUri, raw_id: &str) -> Result<IdentityProvider, ApiError> {
     let id: IdpId = path_id(uri, raw_id)?;
-    state
-        .store
-        .get_idp(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("identity provider"))
+    state.store.get_idp(id).await?.ok_or_else(|| ApiError::not_found("identity provider"))
 }
 
 pub(crate) async fn create(
@@ -148,17 +131,8 @@ pub(crate) async fn list(
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let page = PageParams {
-        page: q.page,
-        per_page: q.per_page,
-    }
-    .page()?;
-    let scim_enabled = match q
-        .scim_enabled
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let page = PageParams { page: q.page, per_page: q.per_page }.page()?;
+    let scim_enabled = match q.scim_enabled.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("") => None,
         Some("true" | "1") => Some(true),
         Some("false" | "0") => Some(false),
@@ -170,10 +144,7 @@ pub(crate) async fn list(
             ));
         }
     };
-    let found = state
-        .store
-        .list_idps(IdpFilter { scim_enabled }, page)
-        .await?;
+    let found = state.store.list_idps(IdpFilter { scim_enabled }, page).await?;
     let base = base(&state).await?;
     let items: Vec<Value> = found.items.iter().map(|i| render(&base, i, None)).collect();
     Ok(ok_list(items, page.page, page.per_page, found.total))

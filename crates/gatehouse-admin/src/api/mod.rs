@@ -23,10 +23,7 @@ use envelope::{ApiError, ErrorCode};
 
 pub(crate) fn router(state: AdminState) -> Router {
     let account_scoped = Router::new()
-        .route(
-            "/accounts/{account_id}/access/identity_providers",
-            get(idps::list).post(idps::create),
-        )
+        .route("/accounts/{account_id}/access/identity_providers", get(idps::list).post(idps::create))
         .route(
             "/accounts/{account_id}/access/identity_providers/{idp_id}",
             get(idps::get).put(idps::replace).delete(idps::delete),
@@ -37,9 +34,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         )
         .route(
             "/accounts/{account_id}/access/organizations",
-            get(organizations::get)
-                .put(organizations::update)
-                .post(organizations::update),
+            get(organizations::get).put(organizations::update).post(organizations::update),
         )
         .route_layer(from_fn_with_state(state.clone(), check_account));
 
@@ -74,11 +69,7 @@ async fn check_account(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let raw = params
-        .iter()
-        .find(|(k, _)| *k == "account_id")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let raw = params.iter().find(|(k, _)| *k == "account_id").map(|(_, v)| v).unwrap_or_default();
     let id: AccountId = extract::path_id(&uri, raw)?;
     if id != state.account_id {
         return Err(ApiError::new(
@@ -102,22 +93,14 @@ async fn zone_scoped() -> ApiError {
 }
 
 async fn no_route(uri: OriginalUri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::NoRoute,
-        format!("No route for the URI {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NoRoute, format!("No route for the URI {}", uri.path()))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
-        format!(
-            "Method {} not allowed on {}",
-            req.method(),
-            req.uri().path()
-        ),
+        format!("Method {} not allowed on {}", req.method(), req.uri().path()),
     )
 }
 

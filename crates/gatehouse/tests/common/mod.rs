@@ -47,12 +47,7 @@ impl Server {
         c.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--public-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--public-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -87,12 +82,7 @@ impl Server {
                 }
             }
         }
-        Self {
-            child,
-            public: public.unwrap(),
-            admin: admin.unwrap(),
-            _lines: rx,
-        }
+        Self { child, public: public.unwrap(), admin: admin.unwrap(), _lines: rx }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -124,18 +114,10 @@ pub fn create_token(data_dir: &Path, read_only: bool, env: &[(&str, &str)]) -> S
         args.push("--read-only");
     }
     let out = run(&args, env);
-    assert!(
-        out.status.success(),
-        "api-token create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "api-token create failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<_> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "api-token create must print only the token: {stdout:?}"
-    );
+    assert_eq!(lines.len(), 1, "api-token create must print only the token: {stdout:?}");
     lines[0].to_owned()
 }
 
@@ -148,11 +130,7 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(server: &Server, token: &str) -> Self {
-        Self {
-            base: format!("{}/client/v4", server.admin),
-            token: token.to_owned(),
-            http: reqwest::Client::new(),
-        }
+        Self { base: format!("{}/client/v4", server.admin), token: token.to_owned(), http: reqwest::Client::new() }
     }
 
     pub async fn call(
@@ -161,10 +139,7 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -175,9 +150,6 @@ impl AdminClient {
 
     pub async fn account(&self) -> String {
         let (_, b) = self.call(reqwest::Method::GET, "/accounts", None).await;
-        b["result"][0]["id"]
-            .as_str()
-            .expect("account id")
-            .to_owned()
+        b["result"][0]["id"].as_str().expect("account id").to_owned()
     }
 }
