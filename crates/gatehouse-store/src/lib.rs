@@ -10,6 +10,7 @@
 
 mod error;
 mod idps;
+mod keys;
 mod migrate;
 mod org;
 mod page;
@@ -25,6 +26,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use error::StoreError;
 pub use idps::{IdpFilter, IdpStore};
+pub use keys::{KeyStore, StoredKey};
 pub use org::OrgStore;
 pub use page::{Page, Paged};
 pub use tokens::{ApiToken, TokenStore};

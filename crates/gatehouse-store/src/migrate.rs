@@ -12,11 +12,22 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") }];
+/// The migrations of one backend, from the files under `migrations/<backend>/`.
+macro_rules! migrations {
+    ($dir:literal: $($version:literal $name:literal $file:literal),* $(,)?) => {
+        &[$(Migration { version: $version, name: $name, sql: include_str!(concat!("../migrations/", $dir, "/", $file)) }),*]
+    };
+}
 
-const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") }];
+const SQLITE: &[Migration] = migrations!("sqlite":
+    1 "foundation" "0001_foundation.sql",
+    2 "signing_keys" "0002_signing_keys.sql",
+);
+
+const POSTGRES: &[Migration] = migrations!("postgres":
+    1 "foundation" "0001_foundation.sql",
+    2 "signing_keys" "0002_signing_keys.sql",
+);
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY NOT NULL,

@@ -5,7 +5,9 @@ use gatehouse_core::idp::{IdentityProvider, IdpConfig, IdpType, ScimSettings};
 use gatehouse_core::org::Organization;
 use gatehouse_core::secret::{SecretKey, SecretString};
 use gatehouse_core::{GoDuration, IdpId, TokenId};
-use gatehouse_store::{ApiToken, IdpFilter, IdpStore, OrgStore, Page, Store, StoreError, TokenStore};
+use gatehouse_store::{
+    ApiToken, IdpFilter, IdpStore, KeyStore, OrgStore, Page, Store, StoreError, StoredKey, TokenStore,
+};
 use gatehouse_testkit::TestDb;
 
 fn key() -> SecretKey {
@@ -151,6 +153,47 @@ mod cases {
     }
 }
 
+mod key_cases {
+    use super::*;
+
+    fn key(kid: &str, at: i64) -> StoredKey {
+        StoredKey {
+            kid: kid.to_owned(),
+            private_pkcs8: format!("private-{kid}").into_bytes(),
+            public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            created_at: at,
+            retired_at: None,
+        }
+    }
+
+    pub async fn signing_keys_rotate(url: &str) {
+        let s = open(url).await;
+        assert!(s.signing_keys().await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+        s.rotate_signing_key(&key("a", 10), 0).await.unwrap_or_else(|e| panic!("{e}"));
+        s.rotate_signing_key(&key("b", 20), 0).await.unwrap_or_else(|e| panic!("{e}"));
+        let keys = s.signing_keys().await.unwrap_or_else(|e| panic!("{e}"));
+        let summary: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect();
+        assert_eq!(summary, [("b", None), ("a", Some(20))]);
+        assert_eq!(keys[1].private_pkcs8, b"private-a");
+        // A third rotation forgets keys retired before the cut-off.
+        s.rotate_signing_key(&key("c", 30), 25).await.unwrap_or_else(|e| panic!("{e}"));
+        let kids: Vec<_> = s.signing_keys().await.unwrap_or_default().into_iter().map(|k| k.kid).collect();
+        assert_eq!(kids, ["c", "b"]);
+        assert!(matches!(s.rotate_signing_key(&key("c", 40), 0).await, Err(StoreError::Conflict(_))));
+        // The failed rotation changed nothing.
+        let current: Vec<_> = s
+            .signing_keys()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(current, ["c"]);
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -158,7 +201,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let db = gatehouse_testkit::TestDb::sqlite();
-                    super::cases::$case(db.url()).await;
+                    super::$case(db.url()).await;
                 }
             )*
         }
@@ -167,12 +210,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let Some(db) = gatehouse_testkit::TestDb::postgres().await else { return };
-                    super::cases::$case(db.url()).await;
+                    super::$case(db.url()).await;
                 }
             )*
         }
     };
 }
+
+use cases::*;
+use key_cases::*;
 
 conformance!(
     migrations_are_idempotent,
@@ -182,6 +228,7 @@ conformance!(
     idp_crud,
     idp_list_pages_and_filters,
     tokens_by_hash,
+    signing_keys_rotate,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
