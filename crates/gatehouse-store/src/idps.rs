@@ -93,6 +93,7 @@ impl IdpStore for Store {
             .execute(p).await.map(|r| r.rows_affected())
         })
         .map_err(|e| StoreError::conflict_on_unique(e, "identity provider id exists"))?;
+        self.publish(crate::Change::IdentityProviders).await;
         Ok(())
     }
 
@@ -148,6 +149,9 @@ impl IdpStore for Store {
             .bind(idp.updated_at)
             .execute(p).await.map(|r| r.rows_affected())
         })?;
+        if done == 1 {
+            self.publish(crate::Change::IdentityProviders).await;
+        }
         Ok(done == 1)
     }
 
@@ -155,6 +159,9 @@ impl IdpStore for Store {
         let done = on_pool!(self, p => {
             sqlx::query("DELETE FROM identity_providers WHERE id = $1").bind(id.to_string()).execute(p).await.map(|r| r.rows_affected())
         })?;
+        if done == 1 {
+            self.publish(crate::Change::IdentityProviders).await;
+        }
         Ok(done == 1)
     }
 }

@@ -45,7 +45,13 @@ pub trait KeyStore {
         key: &StoredKey,
         forget_before: UnixMillis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The scheduled rotation interval in days, if one was set.
+    fn rotation_interval_days(&self) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+    /// Sets the scheduled rotation interval in days.
+    fn set_rotation_interval_days(&self, days: u32) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+const ROTATION_KEY: &str = "key_rotation_interval_days";
 
 type KeyRow = (String, Vec<u8>, String, String, i64, Option<i64>);
 
@@ -65,6 +71,24 @@ impl KeyStore for Store {
                 Ok(StoredKey { kid, private_pkcs8, public_jwk, cert_pem, created_at, retired_at })
             })
             .collect()
+    }
+
+    async fn rotation_interval_days(&self) -> Result<Option<u32>, StoreError> {
+        let v = self.meta_get(ROTATION_KEY).await?;
+        v.map(|d| d.parse().map_err(|_| StoreError::Corrupt(format!("{ROTATION_KEY} = {d:?}")))).transpose()
+    }
+
+    async fn set_rotation_interval_days(&self, days: u32) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(ROTATION_KEY)
+                .bind(days.to_string())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        self.publish(crate::Change::SigningKeys).await;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(kid = %key.kid))]
@@ -94,6 +118,7 @@ impl KeyStore for Store {
             .map_err(|e| StoreError::conflict_on_unique(e, "signing key exists"))?;
             tx.commit().await?;
         });
+        self.publish(crate::Change::SigningKeys).await;
         Ok(())
     }
 }

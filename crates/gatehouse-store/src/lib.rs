@@ -8,6 +8,7 @@
 //! the installation's [`SecretKey`] on the way in and opens them on the way out, so no caller
 //! ever handles ciphertext and no plaintext secret reaches the database.
 
+mod changes;
 mod error;
 mod idps;
 mod keys;
@@ -24,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use changes::{Change, PG_CHANNEL};
 pub use error::StoreError;
 pub use idps::{IdpFilter, IdpStore};
 pub use keys::{KeyStore, StoredKey};
@@ -64,6 +66,9 @@ pub(crate) use on_pool;
 pub struct Store {
     backend: Backend,
     key: SecretKey,
+    bus: changes::ChangeBus,
+    /// Identifies this instance's own notifications, which the relay skips.
+    instance: String,
 }
 
 /// Meta key under which a sealed canary proves the configured secret key is the one the
@@ -105,9 +110,13 @@ impl Store {
         } else {
             return Err(StoreError::Url("store URL must start with sqlite: or postgres:".to_owned()));
         };
-        let store = Self { backend, key };
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let store = Self { backend, key, bus: changes::ChangeBus::new(), instance };
         migrate::run(&store).await?;
         store.check_key().await?;
+        if let Backend::Postgres(pool) = &store.backend {
+            store.relay_notifications(pool.clone()).await?;
+        }
         Ok(store)
     }
 
@@ -128,6 +137,56 @@ impl Store {
     /// Closes every pooled connection; pending writes are already durable.
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await);
+    }
+
+    /// Subscribes to changes committed by this or (with PostgreSQL) any other instance.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.bus.subscribe()
+    }
+
+    /// Announces a committed change: in process, and to other instances through PostgreSQL.
+    pub(crate) async fn publish(&self, change: Change) {
+        self.bus.publish(change);
+        if let Backend::Postgres(pool) = &self.backend
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_CHANNEL)
+                .bind(format!("{}:{}", change.as_str(), self.instance))
+                .execute(pool)
+                .await
+        {
+            // Other instances still converge through their periodic reload.
+            tracing::warn!(error = %e, "could not notify other instances of a change");
+        }
+    }
+
+    /// Relays PostgreSQL notifications from other instances onto the in-process bus.
+    async fn relay_notifications(&self, pool: PgPool) -> Result<(), StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.listen(PG_CHANNEL).await?;
+        let bus = self.bus.clone();
+        let own = format!(":{}", self.instance);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        let payload = n.payload();
+                        if payload.ends_with(&own) {
+                            continue;
+                        }
+                        if let Some(change) = Change::parse(payload.split(':').next().unwrap_or_default()) {
+                            bus.publish(change);
+                        }
+                    }
+                    // recv reconnects by itself; a closed pool ends the relay.
+                    Err(sqlx::Error::PoolClosed) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change notification listener failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     pub(crate) fn key(&self) -> &SecretKey {

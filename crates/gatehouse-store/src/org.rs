@@ -48,6 +48,7 @@ impl OrgStore for Store {
             .bind(&data)
             .execute(p).await.map(|r| r.rows_affected())
         })?;
+        self.publish(crate::Change::Organization).await;
         Ok(())
     }
 }

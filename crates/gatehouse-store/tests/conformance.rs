@@ -194,6 +194,33 @@ mod key_cases {
     }
 }
 
+mod change_cases {
+    use super::*;
+    use gatehouse_store::{BackendKind, Change};
+    use std::time::Duration;
+
+    async fn next(rx: &mut tokio::sync::broadcast::Receiver<Change>) -> Option<Change> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().and_then(Result::ok)
+    }
+
+    /// Writes announce themselves; with PostgreSQL, to other instances too.
+    pub async fn changes_are_published(url: &str) {
+        let a = open(url).await;
+        let b = open(url).await;
+        let mut own = a.subscribe();
+        let mut other = b.subscribe();
+        a.insert_idp(&idp("n", 1, false)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next(&mut own).await, Some(Change::IdentityProviders));
+        a.set_rotation_interval_days(30).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next(&mut own).await, Some(Change::SigningKeys));
+        assert_eq!(b.rotation_interval_days().await.ok(), Some(Some(30)));
+        if a.backend_kind() == BackendKind::Postgres {
+            assert_eq!(next(&mut other).await, Some(Change::IdentityProviders));
+            assert_eq!(next(&mut other).await, Some(Change::SigningKeys));
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -218,6 +245,7 @@ macro_rules! conformance {
 }
 
 use cases::*;
+use change_cases::*;
 use key_cases::*;
 
 conformance!(
@@ -229,6 +257,7 @@ conformance!(
     idp_list_pages_and_filters,
     tokens_by_hash,
     signing_keys_rotate,
+    changes_are_published,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
