@@ -470,3 +470,32 @@ async fn health_endpoints() {
     let (s, _) = api.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn signing_key_schedule_and_rotation() {
+    let api = api().await;
+    let uri = api.path("/keys");
+    let (s, b) = api.get(&uri).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["result"]["key_rotation_interval_days"], json!(42));
+    assert_eq!(b["result"]["last_key_rotation_at"], Value::Null);
+
+    let (s, b) = api.call(Method::POST, &format!("{uri}/rotate"), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["result"]["last_key_rotation_at"].is_string());
+    assert_eq!(b["result"]["days_until_next_rotation"], json!(42));
+    let (_, _) = api.call(Method::POST, &format!("{uri}/rotate"), Some(RW), None).await;
+    use gatehouse_store::KeyStore as _;
+    let keys = api.store.signing_keys().await.unwrap_or_default();
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+    assert_eq!(keys.len(), 2);
+
+    let (s, b) = api.send(Method::PUT, &uri, json!({"key_rotation_interval_days": 30})).await;
+    assert_eq!((s, b["result"]["key_rotation_interval_days"].clone()), (StatusCode::OK, json!(30)));
+    for bad in [json!({"key_rotation_interval_days": 1}), json!({"key_rotation_interval_days": "x"}), json!({})] {
+        let (s, b) = api.send(Method::PUT, &uri, bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} -> {b}");
+    }
+    let (s, b) = api.call(Method::POST, &format!("{uri}/rotate"), Some(RO), None).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::FORBIDDEN, vec![10000]));
+}

@@ -175,3 +175,66 @@ pub async fn load_or_rotate<S: KeyStore + Sync>(
     }
     KeyRing::from_stored(&stored, now)
 }
+
+/// The key ring in effect, swapped atomically when keys change. Readers never block.
+#[derive(Debug, Clone)]
+pub struct KeyRingHandle(std::sync::Arc<arc_swap::ArcSwap<KeyRing>>);
+
+impl KeyRingHandle {
+    /// Wraps a loaded ring.
+    pub fn new(ring: KeyRing) -> Self {
+        Self(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(ring)))
+    }
+
+    /// The current ring.
+    pub fn load(&self) -> std::sync::Arc<KeyRing> {
+        self.0.load_full()
+    }
+
+    fn store(&self, ring: KeyRing) {
+        self.0.store(std::sync::Arc::new(ring));
+    }
+}
+
+/// How often keys are reloaded without a notification: heals missed notifications and
+/// performs scheduled rotation.
+pub const RECONCILE: Duration = Duration::from_secs(60);
+
+/// The configured rotation interval.
+pub async fn rotation_interval<S: KeyStore + Sync>(store: &S) -> Result<Duration, KeyError> {
+    Ok(store
+        .rotation_interval_days()
+        .await?
+        .map_or(DEFAULT_ROTATION, |d| Duration::from_secs(u64::from(d) * 24 * 3600)))
+}
+
+/// Keeps `handle` current: reloads on every signing-key change and every [`RECONCILE`],
+/// rotating when the schedule says so. Runs until the store's bus closes.
+pub fn spawn_refresher(store: gatehouse_store::Store, handle: KeyRingHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut changes = store.subscribe();
+        loop {
+            let reload = tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(gatehouse_store::Change::SigningKeys) => true,
+                    Ok(_) => false,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                () = tokio::time::sleep(RECONCILE) => true,
+            };
+            if !reload {
+                continue;
+            }
+            let now = gatehouse_core::now_millis();
+            let result = match rotation_interval(&store).await {
+                Ok(interval) => load_or_rotate(&store, interval, now).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ring) => handle.store(ring),
+                Err(e) => tracing::error!(error = %e, "could not reload signing keys; keeping the current ones"),
+            }
+        }
+    })
+}

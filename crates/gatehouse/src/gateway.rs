@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use gatehouse_admin::AdminState;
 use gatehouse_core::secret::SecretKey;
+use gatehouse_proxy::keys::{self, KeyRingHandle};
+use gatehouse_proxy::public::PublicState;
 use gatehouse_store::{OrgStore, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -18,6 +20,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// Signing keys could not be loaded or created.
+    #[error("signing keys: {0}")]
+    Keys(#[from] gatehouse_proxy::keys::KeyError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -39,6 +44,7 @@ pub struct Gateway {
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    refresher: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -47,6 +53,8 @@ impl Gateway {
         let store = Store::connect(&config.store_url(), key).await?;
         let account_id = store.account_id().await?;
         store.organization().await?;
+        let interval = keys::rotation_interval(&store).await?;
+        let ring = KeyRingHandle::new(keys::load_or_rotate(&store, interval, gatehouse_core::now_millis()).await?);
 
         let public = bind(config.listen.public).await?;
         let admin = bind(config.listen.admin).await?;
@@ -60,17 +68,18 @@ impl Gateway {
             metrics,
         });
         let (shutdown, rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(serve(public, crate::public::router(), rx.clone())),
-            tokio::spawn(serve(admin, admin_router, rx)),
-        ];
+        let public_router = gatehouse_proxy::public::router(PublicState { keys: ring.clone() });
+        let refresher = keys::spawn_refresher(store.clone(), ring);
+        let tasks =
+            vec![tokio::spawn(serve(public, public_router, rx.clone())), tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
-        Ok(Self { public_addr, admin_addr, store, shutdown, tasks })
+        Ok(Self { public_addr, admin_addr, store, shutdown, tasks, refresher })
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.refresher.abort();
         for t in self.tasks {
             match t.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),

@@ -5,4 +5,3 @@
 pub mod config;
 pub mod gateway;
 pub mod keyfile;
-pub mod public;

@@ -169,3 +169,39 @@ async fn serve_generates_a_private_key_and_tokens_work() {
     assert!(!bytes.windows(rw.len()).any(|w| w == rw.as_bytes()), "token stored in plaintext");
     assert!(server.terminate().success());
 }
+
+#[tokio::test]
+async fn certs_follow_an_on_demand_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let token = create_token(dir.path(), false, &[]);
+    let certs = || async {
+        reqwest::get(format!("{}/cdn-cgi/access/certs", server.public))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let before = certs().await;
+    assert_eq!(before["keys"].as_array().map(Vec::len), Some(1), "{before}");
+    let first_kid = before["public_cert"]["kid"].clone();
+    assert_eq!(before["keys"][0]["kid"], first_kid);
+
+    let admin = AdminClient::new(&server, &token);
+    let account = admin.account().await;
+    let (s, b) = admin.call(Method::POST, &format!("/accounts/{account}/access/keys/rotate"), None).await;
+    assert_eq!(s, 200, "{b}");
+    // The data plane hears the change; poll with a deadline rather than sleeping blindly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let doc = certs().await;
+        if doc["keys"].as_array().map(Vec::len) == Some(2) || std::time::Instant::now() > deadline {
+            break doc;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(after["keys"].as_array().map(Vec::len), Some(2), "{after}");
+    assert_ne!(after["public_cert"]["kid"], first_kid);
+    assert_eq!(after["public_certs"].as_array().map(Vec::len), Some(2));
+}

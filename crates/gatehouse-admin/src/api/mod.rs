@@ -8,6 +8,7 @@ pub(crate) mod auth;
 pub mod envelope;
 pub(crate) mod extract;
 pub(crate) mod idps;
+pub(crate) mod keys;
 pub(crate) mod organizations;
 
 use axum::Router;
@@ -36,6 +37,8 @@ pub(crate) fn router(state: AdminState) -> Router {
             "/accounts/{account_id}/access/organizations",
             get(organizations::get).put(organizations::update).post(organizations::update),
         )
+        .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
+        .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
         .route_layer(from_fn_with_state(state.clone(), check_account));
 
     Router::new()
