@@ -45,6 +45,44 @@ enum Command {
     ApiToken(ApiTokenCommand),
     /// Run a complete demonstration on this machine with embedded defaults.
     Demo(demo::DemoArgs),
+    /// Run the Microsoft Entra ID emulator (OIDC v2, Graph, provisioning driver).
+    #[command(name = "entra-sim", args_conflicts_with_subcommands = true)]
+    EntraSim(EntraSimArgs),
+}
+
+#[derive(Debug, Args)]
+struct EntraSimArgs {
+    /// Tenant file (TOML); see docs/entra-sim.md.
+    #[arg(long, value_name = "FILE", required = true)]
+    tenant: Option<PathBuf>,
+    /// Listen address of the emulator.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9080")]
+    listen: std::net::SocketAddr,
+    #[command(subcommand)]
+    command: Option<EntraSimCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EntraSimCommand {
+    /// Run one provisioning cycle against a SCIM endpoint, as Entra's provisioning service
+    /// does; later runs send only what changed in the tenant file.
+    Provision(ProvisionArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProvisionArgs {
+    /// Tenant file (TOML).
+    #[arg(long, value_name = "FILE")]
+    tenant: PathBuf,
+    /// SCIM base URL, e.g. http://auth.localhost:8080/populations/<idp-id>/scim/v2
+    #[arg(long, value_name = "URL")]
+    scim_url: String,
+    /// SCIM bearer secret.
+    #[arg(long, value_name = "T")]
+    token: String,
+    /// Provisioning-service behaviour: default, or the aadOptscim062020 compliance flag.
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    mode: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +204,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check(args).await,
         Command::ApiToken(ApiTokenCommand::Create(args)) => create_token(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::EntraSim(args) => entra_sim(args).await,
     }
 }
 
@@ -199,6 +238,45 @@ fn print_listeners(gateway: &Gateway, config: &Config) {
     outln!("public listener: http://{}", gateway.public_addr);
     outln!("admin listener: http://{}", gateway.admin_addr);
     outln!("team domain: {}", config.public_url.origin().ascii_serialization());
+}
+
+async fn entra_sim(args: EntraSimArgs) -> Result<(), Failure> {
+    init_tracing("info");
+    let usage = |e: gatehouse_entra_sim::SimError| Failure::Usage(anyhow::anyhow!("{e}"));
+    match args.command {
+        Some(EntraSimCommand::Provision(p)) => {
+            let mode = p.mode.parse::<gatehouse_entra_sim::ProvisioningMode>().map_err(usage)?;
+            let report = gatehouse_entra_sim::provision_once(&p.tenant, &p.scim_url, &p.token, mode).await.map_err(
+                |e| match e {
+                    e @ (gatehouse_entra_sim::SimError::ReadTenant { .. }
+                    | gatehouse_entra_sim::SimError::ParseTenant { .. }
+                    | gatehouse_entra_sim::SimError::InvalidTenant(_)
+                    | gatehouse_entra_sim::SimError::InvalidScimUrl { .. }) => usage(e),
+                    e => Failure::Runtime(anyhow::anyhow!("{e}")),
+                },
+            )?;
+            outln!("{}", report.summary());
+            for entry in report.failed() {
+                outln!("  failed: {entry:?}");
+            }
+            if report.is_success() {
+                Ok(())
+            } else {
+                Err(Failure::Runtime(anyhow::anyhow!("provisioning cycle had failures")))
+            }
+        }
+        None => {
+            let Some(tenant) = args.tenant else {
+                return Err(Failure::Usage(anyhow::anyhow!("--tenant is required")));
+            };
+            gatehouse_entra_sim::serve(&tenant, args.listen).await.map_err(|e| match e {
+                e @ (gatehouse_entra_sim::SimError::ReadTenant { .. }
+                | gatehouse_entra_sim::SimError::ParseTenant { .. }
+                | gatehouse_entra_sim::SimError::InvalidTenant(_)) => usage(e),
+                e => Failure::Runtime(anyhow::anyhow!("{e}")),
+            })
+        }
+    }
 }
 
 /// The at-rest key, generated on first use. A malformed key is a configuration error (2);

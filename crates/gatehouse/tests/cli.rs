@@ -205,3 +205,70 @@ async fn certs_follow_an_on_demand_rotation() {
     assert_ne!(after["public_cert"]["kid"], first_kid);
     assert_eq!(after["public_certs"].as_array().map(Vec::len), Some(2));
 }
+
+fn demo_tenant() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gatehouse-entra-sim/tenants/demo.toml")
+}
+
+#[tokio::test]
+async fn entra_sim_command_serves_the_tenant() {
+    use std::io::BufRead as _;
+    let tenant = demo_tenant();
+    let mut child = common::bin()
+        .args(["entra-sim", "--tenant", tenant.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let discovery = loop {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("emulator printed its URLs");
+        if let Some(url) = line.trim().strip_prefix("discovery:") {
+            break url.trim().to_owned();
+        }
+    };
+    let doc: serde_json::Value = reqwest::get(&discovery).await.unwrap().json().await.unwrap();
+    assert!(doc["issuer"].as_str().is_some_and(|i| i.ends_with("/v2.0")), "{doc}");
+    assert!(doc["authorization_endpoint"].as_str().is_some_and(|u| u.ends_with("/oauth2/v2.0/authorize")));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn entra_sim_provision_reports_failures_and_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = dir.path().join("tenant.toml");
+    std::fs::copy(demo_tenant(), &tenant).unwrap();
+    let t = tenant.to_str().unwrap();
+    // Nothing listens on port 1: every request fails, the command says so and exits 1.
+    let out = run(
+        &["entra-sim", "provision", "--tenant", t, "--scim-url", "http://127.0.0.1:1/scim/v2", "--token", "x"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failures"));
+    let out = run(
+        &[
+            "entra-sim",
+            "provision",
+            "--tenant",
+            t,
+            "--scim-url",
+            "http://127.0.0.1:1/scim/v2",
+            "--token",
+            "x",
+            "--mode",
+            "weird",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["entra-sim", "--tenant", "/nonexistent.toml", "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
