@@ -1,14 +1,20 @@
-//! `gatehouse demo`: the product on one machine with embedded defaults. It starts a gateway
-//! on a fresh demo store, creates an admin API token, and prints how to reach everything.
+//! `gatehouse demo`: the product on one machine with embedded defaults. It starts the Entra ID
+//! emulator with the demo tenant, a gateway on a fresh demo store pointed at the emulator, an
+//! Entra ID identity provider with SCIM enabled, and an admin API token, then prints how to
+//! reach everything and who can sign in.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use gatehouse::config::{Config, Overrides};
+use gatehouse::config::{CloudEndpoints, Config, Overrides};
 use gatehouse::gateway::Gateway;
+use gatehouse_core::IdpId;
+use gatehouse_core::idp::{IdentityProvider, IdentityUpdateBehavior, IdpConfig, IdpType, ScimSettings};
 use gatehouse_core::secret::SecretKey;
-use gatehouse_store::OrgStore;
+use gatehouse_core::secret::{SecretString, generate_bearer_secret, hash_bearer_secret};
+use gatehouse_entra_sim::{EntraSim, RunningSim, Tenant};
+use gatehouse_store::{IdpStore, OrgStore, Store};
 
 use crate::Failure;
 
@@ -24,7 +30,13 @@ pub struct DemoArgs {
     /// Admin listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     admin_listen: String,
+    /// Listen address of the built-in Entra ID emulator.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9080")]
+    entra_listen: std::net::SocketAddr,
 }
+
+/// The demo tenant shipped with the emulator (docs/entra-sim.md).
+const DEMO_TENANT: &str = include_str!("../../gatehouse-entra-sim/tenants/demo.toml");
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -49,12 +61,22 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         },
         ..Overrides::default()
     };
-    let config = Config::load(None, &overrides).map_err(|e| Failure::Usage(anyhow::anyhow!("{e}")))?;
+    let mut config = Config::load(None, &overrides).map_err(|e| Failure::Usage(anyhow::anyhow!("{e}")))?;
     crate::init_tracing(&config.log_level);
+
+    let tenant = Tenant::from_toml_str(DEMO_TENANT).context("demo tenant")?;
+    let sim = EntraSim::start(tenant, args.entra_listen).await.context("start the Entra ID emulator")?;
+    let url = |s: &str| url::Url::parse(s).with_context(|| format!("emulator URL {s}"));
+    config.entra.clouds.insert(
+        "default".to_owned(),
+        CloudEndpoints { login_url: url(sim.login_url())?, graph_url: url(sim.graph_url())? },
+    );
     let key = SecretKey::generate().context("generate a key")?;
     let gateway = Gateway::start(&config, key, crate::install_metrics()).await.context("start")?;
     let account = gateway.store.account_id().await.context("account")?;
     let token = crate::create_api_token(&gateway.store, "demo", false).await?;
+    let (idp, scim_secret) = create_demo_idp(&gateway.store, &sim).await?;
+    let team = config.public_url.origin().ascii_serialization();
     let admin = format!("http://{}", gateway.admin_addr);
     println!(
         "\nGatehouse demo is running.\n\n\
@@ -62,13 +84,65 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
          \x20 Public listener  http://{}        (team domain {})\n\
          \x20 Account id       {account}\n\
          \x20 Admin API token  {token}\n\n\
+         Identity provider  \"{idp_name}\" (azureAD, id {idp_id}) signing in through the emulator at {login}\n\
+         \x20 SCIM endpoint    {team}/populations/{idp_id}/scim/v2\n\
+         \x20 SCIM secret      {scim_secret}\n\n\
+         Demo users (password Passw0rd!):\n\
+         \x20 alice@contoso.onmicrosoft.com  Platform (nested in Engineering), Gatehouse Admins\n\
+         \x20 bob@contoso.onmicrosoft.com    Sales; no mailbox\n\
+         \x20 carol@contoso.onmicrosoft.com  disabled: cannot sign in\n\
+         \x20 dave@contoso.onmicrosoft.com   Engineering, Sales and 250 more groups (token overage)\n\
+         \x20 erin@contoso.onmicrosoft.com   Engineering\n\n\
          Try:\n\
          \x20 curl -s -H 'Authorization: Bearer {token}' {admin}/client/v4/accounts/{account}/access/identity_providers\n\n\
          Press Ctrl-C to stop.",
         gateway.public_addr,
-        config.public_url.origin().ascii_serialization(),
+        team,
+        idp_name = idp.name,
+        idp_id = idp.id,
+        login = sim.login_url(),
+        scim_secret = scim_secret.expose(),
     );
     crate::wait_for_signal().await;
     gateway.shutdown().await;
+    let _ = sim.shutdown().await;
     Ok(())
+}
+
+/// The identity provider for the demo tenant's "Gatehouse" app registration, with SCIM on.
+async fn create_demo_idp(store: &Store, sim: &RunningSim) -> Result<(IdentityProvider, SecretString), Failure> {
+    let (client_id, secret) = sim
+        .tenant()
+        .read(|t| t.apps().next().map(|a| (a.client_id, a.secrets.first().map(|s| s.value().expose().to_owned()))))
+        .ok_or_else(|| anyhow::anyhow!("the demo tenant has no app registration"))?;
+    let secret = secret.ok_or_else(|| anyhow::anyhow!("the demo app registration has no secret"))?;
+    let directory_id = sim.tenant_id();
+    let scim_secret = generate_bearer_secret("ghscim_").context("SCIM secret")?;
+    let now = gatehouse_core::now_millis();
+    let idp = IdentityProvider {
+        id: IdpId::generate(),
+        name: "Contoso Entra ID (emulated)".to_owned(),
+        kind: IdpType::AzureAd,
+        config: IdpConfig {
+            client_id: client_id.to_string(),
+            directory_id: Some(directory_id),
+            support_groups: true,
+            pkce_enabled: true,
+            claims: vec!["employee_id".to_owned()],
+            ..IdpConfig::default()
+        },
+        client_secret: SecretString::new(secret),
+        scim: ScimSettings {
+            enabled: true,
+            user_deprovision: true,
+            seat_deprovision: true,
+            identity_update_behavior: IdentityUpdateBehavior::Automatic,
+            ..ScimSettings::default()
+        },
+        scim_secret_hash: Some(hash_bearer_secret(scim_secret.expose())),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_idp(&idp).await.context("create the demo identity provider")?;
+    Ok((idp, scim_secret))
 }

@@ -188,6 +188,12 @@ impl ClientSecret {
     pub fn hint(&self) -> String {
         self.value.expose().chars().take(3).collect()
     }
+
+    /// The secret's value, as the portal shows it once at creation — what a relying party
+    /// is configured with (the demo wires its identity provider with it).
+    pub fn value(&self) -> &Secret {
+        &self.value
+    }
 }
 
 /// Users and groups assigned to the SCIM provisioning enterprise app.
