@@ -110,6 +110,11 @@ uuid_id!(
     "identity provider"
 );
 uuid_id!(
+    /// Application id (UUID, hyphenated).
+    AppId,
+    "application"
+);
+uuid_id!(
     /// Admin API token id (UUID, hyphenated).
     TokenId,
     "token"

@@ -6,6 +6,7 @@
 //!
 //! It must not do I/O: no sockets, no files, no SQL, no HTTP types.
 
+pub mod app;
 pub mod duration;
 pub mod idp;
 pub mod ids;
@@ -14,7 +15,7 @@ pub mod secret;
 pub mod validate;
 
 pub use duration::GoDuration;
-pub use ids::{AccountId, IdpId, TokenId};
+pub use ids::{AccountId, AppId, IdpId, TokenId};
 pub use validate::{FieldError, ValidationErrors};
 
 /// Milliseconds since the Unix epoch; the one time representation stored and compared.

@@ -18,6 +18,8 @@ pub enum Change {
     IdentityProviders,
     /// The organisation changed.
     Organization,
+    /// Applications changed.
+    Applications,
 }
 
 impl Change {
@@ -27,12 +29,15 @@ impl Change {
             Self::SigningKeys => "signing_keys",
             Self::IdentityProviders => "identity_providers",
             Self::Organization => "organization",
+            Self::Applications => "applications",
         }
     }
 
     /// Parses a notification payload.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::SigningKeys, Self::IdentityProviders, Self::Organization].into_iter().find(|c| c.as_str() == s)
+        [Self::SigningKeys, Self::IdentityProviders, Self::Organization, Self::Applications]
+            .into_iter()
+            .find(|c| c.as_str() == s)
     }
 }
 

@@ -8,6 +8,7 @@
 //! the installation's [`SecretKey`] on the way in and opens them on the way out, so no caller
 //! ever handles ciphertext and no plaintext secret reaches the database.
 
+mod apps;
 mod changes;
 mod error;
 mod idps;
@@ -25,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use apps::AppStore;
 pub use changes::{Change, PG_CHANNEL};
 pub use error::StoreError;
 pub use idps::{IdpFilter, IdpStore};

@@ -22,11 +22,13 @@ macro_rules! migrations {
 const SQLITE: &[Migration] = migrations!("sqlite":
     1 "foundation" "0001_foundation.sql",
     2 "signing_keys" "0002_signing_keys.sql",
+    3 "apps" "0003_apps.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
     1 "foundation" "0001_foundation.sql",
     2 "signing_keys" "0002_signing_keys.sql",
+    3 "apps" "0003_apps.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

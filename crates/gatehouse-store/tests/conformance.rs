@@ -194,6 +194,71 @@ mod key_cases {
     }
 }
 
+mod app_cases {
+    use super::*;
+    use gatehouse_core::AppId;
+    use gatehouse_core::app::{AppSettings, Application};
+    use gatehouse_store::AppStore;
+
+    fn app(name: &str, destinations: &[&str], at: i64) -> Application {
+        Application {
+            id: AppId::generate(),
+            name: name.to_owned(),
+            domain: destinations[0].to_owned(),
+            destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
+            aud: format!("{:064x}", at),
+            settings: AppSettings {
+                session_duration: "24h".parse().unwrap_or_else(|e| panic!("{e}")),
+                allowed_idps: vec![IdpId::generate()],
+                auto_redirect_to_identity: false,
+                same_site_cookie_attribute: None,
+                http_only_cookie_attribute: true,
+                path_cookie_attribute: false,
+                enable_binding_cookie: false,
+                service_auth_401_redirect: false,
+                custom_deny_message: Some("ask IT".into()),
+            },
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    pub async fn apps_crud_and_unique_destinations(url: &str) {
+        let s = open(url).await;
+        let wiki = app("wiki", &["wiki.example.com", "docs.example.com/wiki"], 1);
+        s.insert_app(&wiki).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get_app(wiki.id).await.ok().flatten().as_ref(), Some(&wiki));
+
+        // A second app on a taken destination is refused, and leaves nothing behind.
+        let clash = app("clash", &["grafana.example.com", "docs.example.com/wiki"], 2);
+        assert!(matches!(s.insert_app(&clash).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.get_app(clash.id).await.ok(), Some(None));
+        let free = app("grafana", &["grafana.example.com"], 3);
+        s.insert_app(&free).await.unwrap_or_else(|e| panic!("{e}"));
+
+        let page = s.list_apps(Page::new(1, 1)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((page.total, page.items[0].name.as_str()), (2, "wiki"));
+        assert_eq!(s.all_apps().await.map(|a| a.len()).ok(), Some(2));
+
+        let mut moved = wiki.clone();
+        moved.destinations = vec!["wiki2.example.com".into()];
+        moved.domain = "wiki2.example.com".into();
+        moved.name = "wiki 2".into();
+        assert!(s.replace_app(&moved).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(s.get_app(wiki.id).await.ok().flatten(), Some(moved.clone()));
+        // Moving onto another app's destination is refused and changes nothing.
+        let mut onto = moved.clone();
+        onto.destinations = vec!["grafana.example.com".into()];
+        assert!(matches!(s.replace_app(&onto).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.get_app(wiki.id).await.ok().flatten(), Some(moved));
+
+        assert!(s.delete_app(free.id).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(!s.delete_app(free.id).await.unwrap_or_else(|e| panic!("{e}")));
+        // Its destination is free again.
+        s.insert_app(&app("again", &["grafana.example.com"], 4)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 mod change_cases {
     use super::*;
     use gatehouse_store::{BackendKind, Change};
@@ -244,6 +309,7 @@ macro_rules! conformance {
     };
 }
 
+use app_cases::*;
 use cases::*;
 use change_cases::*;
 use key_cases::*;
@@ -258,6 +324,7 @@ conformance!(
     tokens_by_hash,
     signing_keys_rotate,
     changes_are_published,
+    apps_crud_and_unique_destinations,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
