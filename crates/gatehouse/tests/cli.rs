@@ -212,21 +212,14 @@ fn demo_tenant() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn entra_sim_command_serves_the_tenant() {
-    use std::io::BufRead as _;
     let tenant = demo_tenant();
-    let mut child = common::bin()
-        .args(["entra-sim", "--tenant", tenant.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = common::spawn_lines(common::bin().args([
+        "entra-sim",
+        "--tenant",
+        tenant.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]));
     let discovery = loop {
         let line = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("emulator printed its URLs");
         if let Some(url) = line.trim().strip_prefix("discovery:") {

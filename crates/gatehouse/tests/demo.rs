@@ -5,28 +5,21 @@
 
 mod common;
 
-use std::io::BufRead as _;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[tokio::test]
 async fn demo_starts_everything_and_prints_how_to_use_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let mut child = common::bin()
-        .args(["demo", "--data-dir", data.to_str().unwrap()])
-        .args(["--public-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--entra-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) =
+        common::spawn_lines(common::bin().args(["demo", "--data-dir", data.to_str().unwrap()]).args([
+            "--public-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--entra-listen",
+            "127.0.0.1:0",
+        ]));
     let mut text = String::new();
     while !text.contains("Press Ctrl-C") {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("demo output");

@@ -32,6 +32,22 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run gatehouse")
 }
 
+/// Spawns `cmd` with standard output piped and returns its lines through a channel, read by a
+/// thread so the child never blocks on a full pipe.
+pub fn spawn_lines(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
 /// A running `gatehouse serve`.
 pub struct Server {
     pub child: Child,
@@ -49,22 +65,11 @@ impl Server {
             .arg(data_dir)
             .args(["--public-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut child = c.spawn().expect("spawn gatehouse serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, rx) = spawn_lines(&mut c);
         let (mut public, mut admin) = (None, None);
         while public.is_none() || admin.is_none() {
             match rx.recv_timeout(Duration::from_secs(60)) {
