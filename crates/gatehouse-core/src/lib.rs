@@ -11,6 +11,7 @@ pub mod duration;
 pub mod idp;
 pub mod ids;
 pub mod org;
+pub mod policy;
 pub mod secret;
 pub mod validate;
 
