@@ -20,6 +20,8 @@ pub enum Change {
     Organization,
     /// Applications changed.
     Applications,
+    /// Sessions were revoked.
+    Revocations,
 }
 
 impl Change {
@@ -30,12 +32,13 @@ impl Change {
             Self::IdentityProviders => "identity_providers",
             Self::Organization => "organization",
             Self::Applications => "applications",
+            Self::Revocations => "revocations",
         }
     }
 
     /// Parses a notification payload.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::SigningKeys, Self::IdentityProviders, Self::Organization, Self::Applications]
+        [Self::SigningKeys, Self::IdentityProviders, Self::Organization, Self::Applications, Self::Revocations]
             .into_iter()
             .find(|c| c.as_str() == s)
     }

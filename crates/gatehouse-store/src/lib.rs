@@ -17,6 +17,7 @@ mod migrate;
 mod org;
 mod page;
 mod tokens;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub use keys::{KeyStore, StoredKey};
 pub use org::OrgStore;
 pub use page::{Page, Paged};
 pub use tokens::{ApiToken, TokenStore};
+pub use users::{PendingStore, SessionKind, SessionRecord, SessionStore, UserRecord, UserStore};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

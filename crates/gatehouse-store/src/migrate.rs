@@ -23,12 +23,14 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     1 "foundation" "0001_foundation.sql",
     2 "signing_keys" "0002_signing_keys.sql",
     3 "apps" "0003_apps.sql",
+    4 "users_sessions" "0004_users_sessions.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
     1 "foundation" "0001_foundation.sql",
     2 "signing_keys" "0002_signing_keys.sql",
     3 "apps" "0003_apps.sql",
+    4 "users_sessions" "0004_users_sessions.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -259,6 +259,100 @@ mod app_cases {
     }
 }
 
+mod user_cases {
+    use super::*;
+    use gatehouse_store::{PendingStore, SessionKind, SessionRecord, SessionStore, UserStore};
+    use serde_json::json;
+
+    pub async fn users_are_keyed_by_idp_and_subject(url: &str) {
+        let s = open(url).await;
+        let (a, b) = (IdpId::generate(), IdpId::generate());
+        let first = s
+            .record_sign_in(a, "tid:oid-1", "ada@example.com", "Ada", &json!({"v": 1}), 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((first.created_at, first.last_login_at, first.access_seat), (10, Some(10), true));
+        // Same subject again: same user, updated.
+        let again = s
+            .record_sign_in(a, "tid:oid-1", "ada@new.example.com", "Ada L", &json!({"v": 2}), 20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.id, first.id);
+        assert_eq!(
+            (again.email.as_str(), again.created_at, again.last_login_at),
+            ("ada@new.example.com", 10, Some(20))
+        );
+        assert_eq!(again.identity, json!({"v": 2}));
+        // Same e-mail from another IdP or subject: a different user.
+        let other = s
+            .record_sign_in(b, "tid:oid-1", "ada@new.example.com", "Ada", &json!({}), 30)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(other.id, first.id);
+        assert_eq!(s.get_user(first.id).await.ok().flatten().map(|u| u.name), Some("Ada L".to_owned()));
+
+        s.record_sign_in(a, "tid:oid-2", "bob@contoso.com", "Bob_Jones", &json!({}), 40)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let all = s.list_users(None, Page::new(1, 10)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.total, 3);
+        let found = s.list_users(Some("BOB"), Page::new(1, 10)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.items.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["bob@contoso.com"]);
+        // LIKE wildcards are literal.
+        assert_eq!(s.list_users(Some("_"), Page::new(1, 10)).await.map(|p| p.total).ok(), Some(1));
+        assert_eq!(s.list_users(Some("%"), Page::new(1, 10)).await.map(|p| p.total).ok(), Some(0));
+    }
+
+    pub async fn sessions_revoke(url: &str) {
+        let s = open(url).await;
+        let user = s
+            .record_sign_in(IdpId::generate(), "sub", "a@b.c", "A", &json!({}), 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let session = |nonce: &str, kind, expires_at| SessionRecord {
+            nonce: nonce.to_owned(),
+            user_id: user.id,
+            kind,
+            app_id: None,
+            created_at: 1,
+            expires_at,
+            revoked_at: None,
+        };
+        for x in [
+            session("n1", SessionKind::Org, 100),
+            session("n2", SessionKind::App, 100),
+            session("old", SessionKind::App, 5),
+        ] {
+            s.insert_session(&x).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(s.insert_session(&session("n1", SessionKind::Org, 100)).await, Err(StoreError::Conflict(_))));
+        let live: Vec<_> =
+            s.active_sessions(user.id, 10).await.unwrap_or_default().into_iter().map(|x| x.nonce).collect();
+        assert_eq!(live, ["n1", "n2"]);
+        let mut rx = s.subscribe();
+        assert!(s.revoke_session("n1", 11).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(!s.revoke_session("n1", 12).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(rx.try_recv().ok(), Some(gatehouse_store::Change::Revocations));
+        assert_eq!(s.revoked_nonces(12).await.ok(), Some(vec!["n1".to_owned()]));
+        assert_eq!(s.revoke_user_sessions(user.id, 13).await.ok(), Some(1));
+        assert_eq!(s.revoked_nonces(13).await.ok(), Some(vec!["n1".to_owned(), "n2".to_owned()]));
+        assert!(s.active_sessions(user.id, 14).await.unwrap_or_default().is_empty());
+        // Expired revocations no longer need remembering.
+        assert!(s.revoked_nonces(100).await.unwrap_or_default().is_empty());
+    }
+
+    pub async fn pending_sign_ins_are_single_use(url: &str) {
+        let s = open(url).await;
+        s.put_pending("state-1", "data-1", 100).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_pending("state-2", "data-2", 100).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(s.put_pending("state-1", "x", 100).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.take_pending("state-1", 50).await.ok(), Some(Some("data-1".to_owned())));
+        assert_eq!(s.take_pending("state-1", 50).await.ok(), Some(None), "replay must fail");
+        assert_eq!(s.take_pending("unknown", 50).await.ok(), Some(None));
+        assert_eq!(s.take_pending("state-2", 100).await.ok(), Some(None), "expired");
+    }
+}
+
 mod change_cases {
     use super::*;
     use gatehouse_store::{BackendKind, Change};
@@ -313,6 +407,7 @@ use app_cases::*;
 use cases::*;
 use change_cases::*;
 use key_cases::*;
+use user_cases::*;
 
 conformance!(
     migrations_are_idempotent,
@@ -325,6 +420,9 @@ conformance!(
     signing_keys_rotate,
     changes_are_published,
     apps_crud_and_unique_destinations,
+    users_are_keyed_by_idp_and_subject,
+    sessions_revoke,
+    pending_sign_ins_are_single_use,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
