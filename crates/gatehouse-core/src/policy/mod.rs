@@ -4,6 +4,7 @@
 //! form that evaluates a request without allocating.
 
 pub mod eval;
+pub mod input;
 pub mod rule;
 
 use serde::{Deserialize, Serialize};
