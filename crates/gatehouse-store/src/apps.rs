@@ -177,8 +177,18 @@ impl AppStore for Store {
 
     async fn delete_app(&self, id: AppId) -> Result<bool, StoreError> {
         let done = on_pool!(self, p => {
-            sqlx::query("DELETE FROM apps WHERE id = $1").bind(id.to_string()).execute(p).await.map(|r| r.rows_affected())
-        })?;
+            let mut tx = p.begin().await?;
+            // Policies the application owned go with it; reusable ones stay.
+            sqlx::query(
+                "DELETE FROM policies WHERE NOT reusable AND id IN (SELECT policy_id FROM app_policies WHERE app_id = $1)",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let done = sqlx::query("DELETE FROM apps WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            done
+        });
         if done == 1 {
             self.publish(crate::Change::Applications).await;
         }

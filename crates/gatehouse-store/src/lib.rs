@@ -16,6 +16,7 @@ mod keys;
 mod migrate;
 mod org;
 mod page;
+mod policies;
 mod tokens;
 mod users;
 
@@ -34,6 +35,7 @@ pub use idps::{IdpFilter, IdpStore};
 pub use keys::{KeyStore, StoredKey};
 pub use org::OrgStore;
 pub use page::{Page, Paged};
+pub use policies::{AppPolicies, PolicyStore};
 pub use tokens::{ApiToken, TokenStore};
 pub use users::{PendingStore, SessionKind, SessionRecord, SessionStore, UserRecord, UserStore};
 

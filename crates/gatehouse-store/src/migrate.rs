@@ -24,6 +24,7 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     2 "signing_keys" "0002_signing_keys.sql",
     3 "apps" "0003_apps.sql",
     4 "users_sessions" "0004_users_sessions.sql",
+    5 "policies" "0005_policies.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
@@ -31,6 +32,7 @@ const POSTGRES: &[Migration] = migrations!("postgres":
     2 "signing_keys" "0002_signing_keys.sql",
     3 "apps" "0003_apps.sql",
     4 "users_sessions" "0004_users_sessions.sql",
+    5 "policies" "0005_policies.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -200,6 +200,10 @@ mod app_cases {
     use gatehouse_core::app::{AppSettings, Application};
     use gatehouse_store::AppStore;
 
+    pub fn app_for_tests(host: &str) -> Application {
+        app(host, &[host], 99)
+    }
+
     fn app(name: &str, destinations: &[&str], at: i64) -> Application {
         Application {
             id: AppId::generate(),
@@ -353,6 +357,80 @@ mod user_cases {
     }
 }
 
+mod policy_cases {
+    use super::*;
+    use gatehouse_core::policy::input::{RuleSet, StoredGroup, StoredPolicy};
+    use gatehouse_core::policy::{PolicyDecision, Rule};
+    use gatehouse_store::{AppPolicies, AppStore, PolicyStore};
+
+    fn policy(name: &str, reusable: bool, rules: RuleSet) -> StoredPolicy {
+        StoredPolicy {
+            id: uuid::Uuid::new_v4(),
+            name: name.to_owned(),
+            decision: PolicyDecision::Allow,
+            rules,
+            session_duration: Some("8h".parse().unwrap_or_else(|e| panic!("{e}"))),
+            reusable,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    pub async fn policies_groups_and_attachments(url: &str) {
+        let s = open(url).await;
+        let group = StoredGroup {
+            id: uuid::Uuid::new_v4(),
+            name: "Engineers".into(),
+            rules: RuleSet { include: vec![Rule::EmailDomain("example.com".into())], ..RuleSet::default() },
+            created_at: 1,
+            updated_at: 1,
+        };
+        s.insert_group(&group).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get_group(group.id).await.ok().flatten().as_ref(), Some(&group));
+        let shared = policy("shared", true, RuleSet { include: vec![Rule::Group(group.id)], ..RuleSet::default() });
+        s.insert_policy(&shared).await.unwrap_or_else(|e| panic!("{e}"));
+        // A referenced group cannot be deleted.
+        assert!(matches!(s.delete_group(group.id).await, Err(StoreError::Conflict(_))));
+
+        let app = app_cases_app();
+        s.insert_app(&app).await.unwrap_or_else(|e| panic!("{e}"));
+        let owned = policy("owned", false, RuleSet { include: vec![Rule::Everyone], ..RuleSet::default() });
+        let attach = AppPolicies { owned: vec![owned.clone()], links: vec![(shared.id, 2), (owned.id, 1)] };
+        s.set_app_policies(app.id, &attach).await.unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<_> = s
+            .app_policies(app.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|(p, n)| (p.name, n))
+            .collect();
+        assert_eq!(got, [("owned".to_owned(), 1), ("shared".to_owned(), 2)]);
+        assert_eq!(s.get_policy(shared.id).await.ok().flatten().map(|(_, n)| n), Some(1));
+        assert_eq!(s.all_app_policies().await.map(|v| v.len()).ok(), Some(2));
+        // Duplicate precedence and unknown policies are refused atomically.
+        let dup = AppPolicies { owned: vec![], links: vec![(shared.id, 1), (owned.id, 1)] };
+        assert!(matches!(s.set_app_policies(app.id, &dup).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.app_policies(app.id).await.map(|v| v.len()).ok(), Some(2));
+        // An attached reusable policy cannot be deleted.
+        assert!(matches!(s.delete_policy(shared.id).await, Err(StoreError::Conflict(_))));
+        // Detaching the owned policy deletes it.
+        s.set_app_policies(app.id, &AppPolicies { owned: vec![], links: vec![(shared.id, 1)] })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get_policy(owned.id).await.ok(), Some(None));
+        let page = s.list_reusable_policies(Page::new(1, 10)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((page.total, page.items[0].1), (1, 1));
+        // Deleting the app detaches the reusable policy, which can then go, and then the group.
+        assert!(s.delete_app(app.id).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(s.delete_policy(shared.id).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(s.delete_group(group.id).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    fn app_cases_app() -> gatehouse_core::app::Application {
+        super::app_cases::app_for_tests("policy-app.example.com")
+    }
+}
+
 mod change_cases {
     use super::*;
     use gatehouse_store::{BackendKind, Change};
@@ -407,6 +485,7 @@ use app_cases::*;
 use cases::*;
 use change_cases::*;
 use key_cases::*;
+use policy_cases::*;
 use user_cases::*;
 
 conformance!(
@@ -423,6 +502,7 @@ conformance!(
     users_are_keyed_by_idp_and_subject,
     sessions_revoke,
     pending_sign_ins_are_single_use,
+    policies_groups_and_attachments,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
