@@ -64,6 +64,10 @@ pub trait PolicyStore {
 
 type GroupRow = (String, String, String, i64, i64);
 type PolicyRow = (String, String, String, String, Option<String>, bool, i64, i64);
+/// A policy row followed by one number (an application count or a precedence).
+type PolicyRowWith = (String, String, String, String, Option<String>, bool, i64, i64, i64);
+/// An application id followed by a [`PolicyRowWith`] (flat, as rows decode).
+type AppPolicyRow = (String, String, String, String, String, Option<String>, bool, i64, i64, i64);
 const POLICY_COLUMNS: &str =
     "p.id, p.name, p.decision, p.rules, p.session_duration, p.reusable, p.created_at, p.updated_at";
 
@@ -85,6 +89,11 @@ fn group_from_row(r: GroupRow) -> Result<StoredGroup, StoreError> {
         created_at,
         updated_at,
     })
+}
+
+fn policy_with(r: PolicyRowWith) -> Result<(StoredPolicy, i64), StoreError> {
+    let (a, b, c, d, e, f, g, h, n) = r;
+    Ok((policy_from_row((a, b, c, d, e, f, g, h))?, n))
 }
 
 fn decision_str(d: PolicyDecision) -> &'static str {
@@ -249,7 +258,7 @@ impl PolicyStore for Store {
     }
 
     async fn get_policy(&self, id: Uuid) -> Result<Option<(StoredPolicy, u64)>, StoreError> {
-        let row: Option<(String, String, String, String, Option<String>, bool, i64, i64, i64)> = on_pool!(self, p => {
+        let row: Option<PolicyRowWith> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {POLICY_COLUMNS}, (SELECT COUNT(*) FROM app_policies a WHERE a.policy_id = p.id) \
                  FROM policies p WHERE p.id = $1"
@@ -265,8 +274,7 @@ impl PolicyStore for Store {
     }
 
     async fn list_reusable_policies(&self, page: Page) -> Result<Paged<(StoredPolicy, u64)>, StoreError> {
-        type Row = (String, String, String, String, Option<String>, bool, i64, i64, i64);
-        let (rows, total): (Vec<Row>, (i64,)) = on_pool!(self, p => {
+        let (rows, total): (Vec<PolicyRowWith>, (i64,)) = on_pool!(self, p => {
             let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {POLICY_COLUMNS}, (SELECT COUNT(*) FROM app_policies a WHERE a.policy_id = p.id) \
                  FROM policies p WHERE p.reusable ORDER BY p.created_at, p.id LIMIT $1 OFFSET $2"
@@ -366,8 +374,7 @@ impl PolicyStore for Store {
     }
 
     async fn app_policies(&self, app: AppId) -> Result<Vec<(StoredPolicy, u32)>, StoreError> {
-        type Row = (String, String, String, String, Option<String>, bool, i64, i64, i64);
-        let rows: Vec<Row> = on_pool!(self, p => {
+        let rows: Vec<PolicyRowWith> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {POLICY_COLUMNS}, a.precedence FROM app_policies a JOIN policies p ON p.id = a.policy_id \
                  WHERE a.app_id = $1 ORDER BY a.precedence"
@@ -384,8 +391,7 @@ impl PolicyStore for Store {
     }
 
     async fn all_app_policies(&self) -> Result<Vec<(AppId, StoredPolicy, u32)>, StoreError> {
-        type Row = (String, String, String, String, String, Option<String>, bool, i64, i64, i64);
-        let rows: Vec<Row> = on_pool!(self, p => {
+        let rows: Vec<AppPolicyRow> = on_pool!(self, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT a.app_id, {POLICY_COLUMNS}, a.precedence FROM app_policies a JOIN policies p ON p.id = a.policy_id \
                  ORDER BY a.app_id, a.precedence"
@@ -394,9 +400,10 @@ impl PolicyStore for Store {
             .await
         })?;
         rows.into_iter()
-            .map(|(app, a, b, c, d, e, f, g, h, prec)| {
+            .map(|(app, a, b, c, d, e, f, g, h, n)| {
                 let app: AppId = app.parse().map_err(|_| corrupt("app id", &app))?;
-                Ok((app, policy_from_row((a, b, c, d, e, f, g, h))?, u32::try_from(prec).unwrap_or(0)))
+                let (p, n) = policy_with((a, b, c, d, e, f, g, h, n))?;
+                Ok((app, p, u32::try_from(n).unwrap_or(0)))
             })
             .collect()
     }
