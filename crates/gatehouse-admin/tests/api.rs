@@ -499,3 +499,165 @@ async fn signing_key_schedule_and_rotation() {
     let (s, b) = api.call(Method::POST, &format!("{uri}/rotate"), Some(RO), None).await;
     assert_eq!((s, error_codes(&b)), (StatusCode::FORBIDDEN, vec![10000]));
 }
+
+#[tokio::test]
+async fn apps_policies_and_groups() {
+    let api = api().await;
+    let (s, b) = api
+        .send(
+            Method::POST,
+            &api.path("/groups"),
+            json!({"name": "Engineers", "include": [{"azureAD": {"id": "0A1B2C3D-0001-4E5F-8A9B-000000000001"}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let group = b["result"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(b["result"]["include"][0]["azureAD"]["id"], json!("0a1b2c3d-0001-4e5f-8a9b-000000000001"));
+
+    let (s, b) = api
+        .send(Method::POST, &api.path("/policies"), json!({"name": "Engineers only", "decision": "allow", "include": [{"group": {"id": group}}], "session_duration": "8h"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let shared = b["result"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!((b["result"]["reusable"].clone(), b["result"]["app_count"].clone()), (json!(true), json!(0)));
+
+    let app_body = json!({
+        "type": "self_hosted", "name": "Wiki", "domain": "wiki.example.com",
+        "session_duration": "12h",
+        "policies": [
+            {"name": "Block contractors", "decision": "deny", "include": [{"email_domain": {"domain": "contractor.example"}}], "precedence": 1},
+            {"id": shared, "precedence": 2}
+        ]
+    });
+    let (s, b) = api.send(Method::POST, &api.path("/apps"), app_body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let app = b["result"].clone();
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(app["aud"].as_str().map(str::len), Some(64));
+    assert_eq!(app["destinations"], json!([{"type": "public", "uri": "wiki.example.com"}]));
+    let names: Vec<_> = app["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["name"].clone(), p["precedence"].clone()))
+        .collect();
+    assert_eq!(names, [(json!("Block contractors"), json!(1)), (json!("Engineers only"), json!(2))]);
+
+    // PUT without policies keeps them; the aud never changes.
+    let mut put = app.clone();
+    put.as_object_mut().map(|o| o.remove("policies"));
+    put["name"] = json!("Team wiki");
+    let (s, b) = api.send(Method::PUT, &api.path(&format!("/apps/{app_id}")), put).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!((b["result"]["name"].clone(), b["result"]["aud"].clone()), (json!("Team wiki"), app["aud"].clone()));
+    assert_eq!(b["result"]["policies"].as_array().map(Vec::len), Some(2));
+
+    // App-scoped policy endpoints.
+    let pol_path = api.path(&format!("/apps/{app_id}/policies"));
+    let (s, b) = api
+        .send(
+            Method::POST,
+            &pol_path,
+            json!({"name": "Office", "decision": "bypass", "include": [{"ip": {"ip": "192.0.2.0/24"}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["result"]["precedence"], json!(3));
+    let office = b["result"]["id"].as_str().unwrap_or_default().to_owned();
+    let (_, b) = api.get(&pol_path).await;
+    assert_eq!(b["result"].as_array().map(Vec::len), Some(3));
+    let (s, b) = api
+        .send(
+            Method::PUT,
+            &format!("{pol_path}/{office}"),
+            json!({"name": "Office v2", "decision": "bypass", "include": [{"ip": {"ip": "198.51.100.0/24"}}]}),
+        )
+        .await;
+    assert_eq!((s, b["result"]["name"].clone()), (StatusCode::OK, json!("Office v2")), "{b}");
+    let (s, b) = api
+        .send(
+            Method::PUT,
+            &format!("{pol_path}/{shared}"),
+            json!({"name": "x", "decision": "allow", "include": [{"everyone": {}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "reusable policies change through /policies: {b}");
+    let (s, _) = api.call(Method::DELETE, &format!("{pol_path}/{office}"), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.get(&format!("{pol_path}/{office}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // In-use objects cannot be deleted; conflicts are 409.
+    let (s, b) = api.call(Method::DELETE, &api.path(&format!("/policies/{shared}")), Some(RW), None).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::CONFLICT, vec![12136]));
+    let (s, b) = api.call(Method::DELETE, &api.path(&format!("/groups/{group}")), Some(RW), None).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::CONFLICT, vec![12136]));
+    let (_, b) = api.get(&api.path(&format!("/policies/{shared}"))).await;
+    assert_eq!(b["result"]["app_count"], json!(1));
+    let (s, b) =
+        api.send(Method::POST, &api.path("/apps"), json!({"type": "self_hosted", "domain": "WIKI.example.com"})).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::CONFLICT, vec![12136]), "same destination");
+
+    // Deleting the app frees the reusable policy, then the group.
+    let (s, _) = api.call(Method::DELETE, &api.path(&format!("/apps/{app_id}")), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.call(Method::DELETE, &api.path(&format!("/policies/{shared}")), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.call(Method::DELETE, &api.path(&format!("/groups/{group}")), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn invalid_apps_and_rules_name_the_problem() {
+    let api = api().await;
+    let cases = [
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "policies": [{"name": "p", "decision": "allow", "include": [{"emial": {"email": "x"}}]}]}),
+            "policies[0].include[0]",
+            "unknown rule type: 'emial'",
+        ),
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "policies": [{"name": "p", "decision": "allow", "include": [{"geo": {"country_code": "FR"}}]}]}),
+            "policies[0].include[0]",
+            "country source",
+        ),
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "policies": [{"name": "p", "decision": "bypass", "include": [{"email": {"email": "a@b.c"}}]}]}),
+            "policies[0].decision",
+            "identity rules",
+        ),
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "policies": [{"name": "p", "decision": "allow", "include": [{"group": {"id": "8ce83790-a293-4d7b-9f1e-1a2b3c4d5e6f"}}]}]}),
+            "policies[0].include[0]",
+            "no Access group",
+        ),
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "policies": [{"id": "8ce83790-a293-4d7b-9f1e-1a2b3c4d5e6f", "precedence": 1}]}),
+            "policies[0].id",
+            "no reusable policy",
+        ),
+        (
+            json!({"type": "self_hosted", "domain": "a.example.com", "allowed_idps": ["8ce83790-a293-4d7b-9f1e-1a2b3c4d5e6f"]}),
+            "allowed_idps[0]",
+            "no identity provider",
+        ),
+        (json!({"type": "saas", "domain": "a.example.com"}), "type", "self_hosted"),
+        (json!({"type": "self_hosted", "domain": "https://a.example.com"}), "domain", "without a scheme"),
+    ];
+    for (body, path, words) in cases {
+        let (s, b) = api.send(Method::POST, &api.path("/apps"), body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} -> {b}");
+        let hit = b["errors"].as_array().into_iter().flatten().any(|e| {
+            let m = e["message"].as_str().unwrap_or_default();
+            m.contains(&format!("{path}: ")) && m.contains(words)
+        });
+        assert!(hit, "expected {path} / {words:?} in {b}");
+    }
+    let dup = json!({"type": "self_hosted", "domain": "a.example.com", "policies": [
+        {"name": "p", "decision": "allow", "include": [{"everyone": {}}], "precedence": 1},
+        {"name": "q", "decision": "allow", "include": [{"everyone": {}}], "precedence": 1}]});
+    let (s, b) = api.send(Method::POST, &api.path("/apps"), dup).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::BAD_REQUEST, vec![12130]));
+    let (_, b) = api.get(&api.path("/apps")).await;
+    assert_eq!(b["result"], json!([]), "nothing half-created");
+}

@@ -97,6 +97,7 @@ pub struct AppInput {
     pub skip_interstitial: Option<bool>,
     pub logo_url: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub policies: Option<Vec<crate::policy::input::PolicyInput>>,
     pub id: Option<serde_json::Value>,
     pub uid: Option<serde_json::Value>,
     pub aud: Option<serde_json::Value>,
@@ -142,7 +143,7 @@ pub fn normalize_destination(raw: &str) -> Result<String, String> {
 
 impl AppInput {
     /// Validates a create or full replace. `known_idps` are the ids of existing IdPs.
-    pub fn validate(self, known_idps: &[IdpId]) -> Result<AppDraft, ValidationErrors> {
+    pub fn validate(&self, known_idps: &[IdpId]) -> Result<AppDraft, ValidationErrors> {
         let mut errs = ValidationErrors::default();
         match self.kind.as_deref() {
             Some("self_hosted") => {}
@@ -178,6 +179,7 @@ impl AppInput {
         }
         let name = self
             .name
+            .as_deref()
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| destinations.first().cloned().unwrap_or_default());
@@ -234,7 +236,7 @@ impl AppInput {
             path_cookie_attribute: self.path_cookie_attribute.unwrap_or(false),
             enable_binding_cookie: self.enable_binding_cookie.unwrap_or(false),
             service_auth_401_redirect: self.service_auth_401_redirect.unwrap_or(false),
-            custom_deny_message: self.custom_deny_message.filter(|m| !m.trim().is_empty()),
+            custom_deny_message: self.custom_deny_message.clone().filter(|m| !m.trim().is_empty()),
         };
         let domain = destinations.first().cloned().unwrap_or_default();
         errs.into_result(AppDraft { name, domain, destinations, settings })

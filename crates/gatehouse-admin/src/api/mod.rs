@@ -4,12 +4,14 @@
 //! token); account-scoped routes additionally check the account id in the path.
 
 pub(crate) mod accounts;
+pub(crate) mod apps;
 pub(crate) mod auth;
 pub mod envelope;
 pub(crate) mod extract;
 pub(crate) mod idps;
 pub(crate) mod keys;
 pub(crate) mod organizations;
+pub(crate) mod policies;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, Request, State};
@@ -36,6 +38,26 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route(
             "/accounts/{account_id}/access/organizations",
             get(organizations::get).put(organizations::update).post(organizations::update),
+        )
+        .route("/accounts/{account_id}/access/apps", get(apps::list).post(apps::create))
+        .route("/accounts/{account_id}/access/apps/{app_id}", get(apps::get).put(apps::replace).delete(apps::delete))
+        .route(
+            "/accounts/{account_id}/access/apps/{app_id}/policies",
+            get(apps::list_policies).post(apps::create_policy),
+        )
+        .route(
+            "/accounts/{account_id}/access/apps/{app_id}/policies/{policy_id}",
+            get(apps::get_policy).put(apps::replace_policy).delete(apps::delete_policy),
+        )
+        .route("/accounts/{account_id}/access/policies", get(policies::list).post(policies::create))
+        .route(
+            "/accounts/{account_id}/access/policies/{policy_id}",
+            get(policies::get).put(policies::replace).delete(policies::delete),
+        )
+        .route("/accounts/{account_id}/access/groups", get(policies::list_groups).post(policies::create_group))
+        .route(
+            "/accounts/{account_id}/access/groups/{group_id}",
+            get(policies::get_group).put(policies::replace_group).delete(policies::delete_group),
         )
         .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
