@@ -22,6 +22,8 @@ pub enum Change {
     Applications,
     /// Sessions were revoked.
     Revocations,
+    /// Service tokens changed.
+    ServiceTokens,
 }
 
 impl Change {
@@ -33,14 +35,22 @@ impl Change {
             Self::Organization => "organization",
             Self::Applications => "applications",
             Self::Revocations => "revocations",
+            Self::ServiceTokens => "service_tokens",
         }
     }
 
     /// Parses a notification payload.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::SigningKeys, Self::IdentityProviders, Self::Organization, Self::Applications, Self::Revocations]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        [
+            Self::SigningKeys,
+            Self::IdentityProviders,
+            Self::Organization,
+            Self::Applications,
+            Self::Revocations,
+            Self::ServiceTokens,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 }
 

@@ -17,6 +17,7 @@ mod migrate;
 mod org;
 mod page;
 mod policies;
+mod service_tokens;
 mod tokens;
 mod users;
 
@@ -36,6 +37,7 @@ pub use keys::{KeyStore, StoredKey};
 pub use org::OrgStore;
 pub use page::{Page, Paged};
 pub use policies::{AppPolicies, PolicyStore};
+pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tokens::{ApiToken, TokenStore};
 pub use users::{PendingStore, SessionKind, SessionRecord, SessionStore, UserRecord, UserStore};
 

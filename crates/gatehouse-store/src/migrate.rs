@@ -25,6 +25,7 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     3 "apps" "0003_apps.sql",
     4 "users_sessions" "0004_users_sessions.sql",
     5 "policies" "0005_policies.sql",
+    6 "service_tokens" "0006_service_tokens.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
@@ -33,6 +34,7 @@ const POSTGRES: &[Migration] = migrations!("postgres":
     3 "apps" "0003_apps.sql",
     4 "users_sessions" "0004_users_sessions.sql",
     5 "policies" "0005_policies.sql",
+    6 "service_tokens" "0006_service_tokens.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -431,6 +431,45 @@ mod policy_cases {
     }
 }
 
+mod token_cases {
+    use super::*;
+    use gatehouse_store::{ServiceTokenRecord, ServiceTokenStore};
+
+    pub async fn service_tokens_crud(url: &str) {
+        let s = open(url).await;
+        let t = ServiceTokenRecord {
+            id: uuid::Uuid::new_v4(),
+            name: "ci".into(),
+            client_id: format!("{}.access", "a".repeat(32)),
+            secret_hash: "11".repeat(32),
+            secret_version: 1,
+            previous_secret_hash: None,
+            previous_expires_at: None,
+            duration: "8760h".into(),
+            expires_at: 1000,
+            created_at: 1,
+            updated_at: 1,
+            last_seen_at: None,
+        };
+        s.insert_service_token(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get_service_token(t.id).await.ok().flatten().as_ref(), Some(&t));
+        let dup = ServiceTokenRecord { id: uuid::Uuid::new_v4(), ..t.clone() };
+        assert!(matches!(s.insert_service_token(&dup).await, Err(StoreError::Conflict(_))));
+        let rotated = ServiceTokenRecord {
+            secret_hash: "22".repeat(32),
+            secret_version: 2,
+            previous_secret_hash: Some(t.secret_hash.clone()),
+            previous_expires_at: Some(50),
+            ..t.clone()
+        };
+        assert!(s.update_service_token(&rotated).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(s.all_service_tokens().await.ok(), Some(vec![rotated.clone()]));
+        assert_eq!(s.list_service_tokens(Page::new(1, 5)).await.map(|p| p.total).ok(), Some(1));
+        assert!(s.delete_service_token(t.id).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(!s.update_service_token(&rotated).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+}
+
 mod change_cases {
     use super::*;
     use gatehouse_store::{BackendKind, Change};
@@ -486,6 +525,7 @@ use cases::*;
 use change_cases::*;
 use key_cases::*;
 use policy_cases::*;
+use token_cases::*;
 use user_cases::*;
 
 conformance!(
@@ -503,6 +543,7 @@ conformance!(
     sessions_revoke,
     pending_sign_ins_are_single_use,
     policies_groups_and_attachments,
+    service_tokens_crud,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
