@@ -661,3 +661,62 @@ async fn invalid_apps_and_rules_name_the_problem() {
     let (_, b) = api.get(&api.path("/apps")).await;
     assert_eq!(b["result"], json!([]), "nothing half-created");
 }
+
+#[tokio::test]
+async fn service_tokens_secret_shown_once_and_rotation() {
+    let api = api().await;
+    let base = api.path("/service_tokens");
+    let (s, b) = api.send(Method::POST, &base, json!({"name": "ci", "duration": "720h"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let t = b["result"].clone();
+    let id = t["id"].as_str().unwrap_or_default().to_owned();
+    let client_id = t["client_id"].as_str().unwrap_or_default().to_owned();
+    let secret = t["client_secret"].as_str().unwrap_or_default().to_owned();
+    assert!(client_id.ends_with(".access") && client_id.len() == 39, "{client_id}");
+    assert_eq!(secret.len(), 64);
+    use gatehouse_store::ServiceTokenStore as _;
+    let stored = api.store.get_service_token(id.parse().unwrap_or_default()).await.ok().flatten();
+    assert_eq!(stored.map(|s| s.secret_hash), Some(hash_bearer_secret(&secret)));
+
+    let (_, b) = api.get(&format!("{base}/{id}")).await;
+    assert!(b["result"].get("client_secret").is_none(), "{b}");
+    let (_, b) = api.get(&base).await;
+    assert!(!b.to_string().contains(&secret));
+
+    let later = "2999-01-01T00:00:00Z";
+    let (s, b) = api
+        .send(Method::POST, &format!("{base}/{id}/rotate"), json!({"previous_client_secret_expires_at": later}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let fresh = b["result"]["client_secret"].as_str().unwrap_or_default().to_owned();
+    assert!(fresh.len() == 64 && fresh != secret);
+    assert_eq!(b["result"]["client_secret_version"], json!(2));
+    assert_eq!(b["result"]["previous_client_secret_expires_at"], json!(later));
+    let (s, b) = api.call(Method::POST, &format!("{base}/{id}/rotate"), Some(RW), None).await;
+    assert_eq!((s, b["result"]["previous_client_secret_expires_at"].clone()), (StatusCode::OK, Value::Null));
+    let (s, _) = api
+        .send(
+            Method::POST,
+            &format!("{base}/{id}/rotate"),
+            json!({"previous_client_secret_expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.call(Method::POST, &format!("{base}/{id}/refresh"), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = api.send(Method::PUT, &format!("{base}/{id}"), json!({"name": "ci-2"})).await;
+    assert_eq!((s, b["result"]["name"].clone()), (StatusCode::OK, json!("ci-2")));
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "x", "duration": "soon"}),
+        json!({"name": "x", "duration": "1s"}),
+        json!({"name": "x", "secret": "y"}),
+    ] {
+        let (s, b) = api.send(Method::POST, &base, bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} -> {b}");
+    }
+    let (s, _) = api.call(Method::DELETE, &format!("{base}/{id}"), Some(RW), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.get(&format!("{base}/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -12,6 +12,7 @@ pub(crate) mod idps;
 pub(crate) mod keys;
 pub(crate) mod organizations;
 pub(crate) mod policies;
+pub(crate) mod service_tokens;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, Request, State};
@@ -59,6 +60,13 @@ pub(crate) fn router(state: AdminState) -> Router {
             "/accounts/{account_id}/access/groups/{group_id}",
             get(policies::get_group).put(policies::replace_group).delete(policies::delete_group),
         )
+        .route("/accounts/{account_id}/access/service_tokens", get(service_tokens::list).post(service_tokens::create))
+        .route(
+            "/accounts/{account_id}/access/service_tokens/{token_id}",
+            get(service_tokens::get).put(service_tokens::update).delete(service_tokens::delete),
+        )
+        .route("/accounts/{account_id}/access/service_tokens/{token_id}/refresh", post(service_tokens::refresh))
+        .route("/accounts/{account_id}/access/service_tokens/{token_id}/rotate", post(service_tokens::rotate))
         .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
         .route_layer(from_fn_with_state(state.clone(), check_account));
