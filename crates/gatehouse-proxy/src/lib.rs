@@ -7,4 +7,5 @@
 
 pub mod keys;
 pub mod public;
+pub mod routes;
 pub mod token;
