@@ -103,12 +103,12 @@ impl Routes {
             table.apps.push(AppRoute { app, policies });
         }
         for entries in table.exact.values_mut() {
-            entries.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.path.len()));
         }
         for (_, entries) in &mut table.wildcard {
-            entries.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.path.len()));
         }
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         table
     }
 
