@@ -227,7 +227,9 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Tok)>, FilterError> {
 
 /// Parses an attribute path (`userName`, `emails.value`, `urn:...:User:manager.value`).
 pub fn parse_attr_path(word: &str) -> Option<AttrPath> {
-    let (uri, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+    // `get` rather than slicing: the input may be any UTF-8 (PATCH paths come straight from
+    // the request), and byte 4 need not be a character boundary.
+    let (uri, rest) = if word.len() > 4 && word.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         let (uri, rest) = word.rsplit_once(':')?;
         (Some(uri.to_owned()), rest)
     } else {
