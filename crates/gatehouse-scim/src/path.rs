@@ -88,6 +88,10 @@ mod tests {
             "emails.value[type eq \"w\"]",
             "emails[type eq \"w\"].a.b",
             "1abc",
+            // Multi-byte characters around byte 4 once panicked the URN check.
+            "*/5\u{fb4e}x",
+            "urn\u{e9}:x",
+            "ur\u{fb4e}",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
