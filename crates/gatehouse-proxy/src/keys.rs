@@ -196,10 +196,6 @@ impl KeyRingHandle {
     }
 }
 
-/// How often keys are reloaded without a notification: heals missed notifications and
-/// performs scheduled rotation.
-pub const RECONCILE: Duration = Duration::from_secs(60);
-
 /// The configured rotation interval.
 pub async fn rotation_interval<S: KeyStore + Sync>(store: &S) -> Result<Duration, KeyError> {
     Ok(store
@@ -208,33 +204,26 @@ pub async fn rotation_interval<S: KeyStore + Sync>(store: &S) -> Result<Duration
         .map_or(DEFAULT_ROTATION, |d| Duration::from_secs(u64::from(d) * 24 * 3600)))
 }
 
-/// Keeps `handle` current: reloads on every signing-key change and every [`RECONCILE`],
-/// rotating when the schedule says so. Runs until the store's bus closes.
+/// Keeps `handle` current: reloads on every signing-key change and periodically, rotating
+/// when the schedule says so.
 pub fn spawn_refresher(store: gatehouse_store::Store, handle: KeyRingHandle) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut changes = store.subscribe();
-        loop {
-            let reload = tokio::select! {
-                change = changes.recv() => match change {
-                    Ok(gatehouse_store::Change::SigningKeys) => true,
-                    Ok(_) => false,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
-                () = tokio::time::sleep(RECONCILE) => true,
-            };
-            if !reload {
-                continue;
+    let reloader_store = store.clone();
+    crate::reload::spawn_reloader(
+        &reloader_store,
+        |c| c == gatehouse_store::Change::SigningKeys,
+        move || {
+            let (store, handle) = (store.clone(), handle.clone());
+            async move {
+                let now = gatehouse_core::now_millis();
+                let result = match rotation_interval(&store).await {
+                    Ok(interval) => load_or_rotate(&store, interval, now).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(ring) => handle.store(ring),
+                    Err(e) => tracing::error!(error = %e, "could not reload signing keys; keeping the current ones"),
+                }
             }
-            let now = gatehouse_core::now_millis();
-            let result = match rotation_interval(&store).await {
-                Ok(interval) => load_or_rotate(&store, interval, now).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(ring) => handle.store(ring),
-                Err(e) => tracing::error!(error = %e, "could not reload signing keys; keeping the current ones"),
-            }
-        }
-    })
+        },
+    )
 }

@@ -7,5 +7,7 @@
 
 pub mod keys;
 pub mod public;
+pub mod reload;
 pub mod routes;
+pub mod signin;
 pub mod token;

@@ -1,6 +1,7 @@
 //! The public listener (data plane). Routes served so far: `/cdn-cgi/access/certs` on every
-//! host (the signing keys origins validate application tokens with), and the ingress
-//! catch-all — a plain 404 page that names nothing internal.
+//! host (the signing keys origins validate application tokens with), the sign-in endpoints
+//! (`login`, `callback` on the team domain, `authorized` on application hosts; see
+//! [`crate::signin`]), and the ingress catch-all — a plain 404 page that names nothing internal.
 
 use axum::Router;
 use axum::extract::State;
@@ -8,18 +9,20 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
-use crate::keys::KeyRingHandle;
+use crate::signin::{self, SignInState};
 
 /// What the public handlers need.
-#[derive(Debug, Clone)]
-pub struct PublicState {
-    /// The signing keys in effect.
-    pub keys: KeyRingHandle,
-}
+pub type PublicState = SignInState;
 
 /// The public listener's router.
 pub fn router(state: PublicState) -> Router {
-    Router::new().route("/cdn-cgi/access/certs", get(certs)).fallback(catch_all).with_state(state)
+    Router::new()
+        .route("/cdn-cgi/access/certs", get(certs))
+        .route("/cdn-cgi/access/login/{app_host}", get(signin::login))
+        .route("/cdn-cgi/access/callback", get(signin::callback))
+        .route("/cdn-cgi/access/authorized", get(signin::authorized))
+        .fallback(catch_all)
+        .with_state(state)
 }
 
 async fn certs(State(state): State<PublicState>) -> impl IntoResponse {

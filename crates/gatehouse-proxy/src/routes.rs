@@ -158,6 +158,49 @@ impl Routes {
     }
 }
 
+/// The routing table in effect, swapped atomically on change. Readers never block.
+#[derive(Debug, Clone)]
+pub struct RoutesHandle(std::sync::Arc<arc_swap::ArcSwap<Routes>>);
+
+impl RoutesHandle {
+    /// Wraps a built table.
+    pub fn new(routes: Routes) -> Self {
+        Self(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(routes)))
+    }
+
+    /// The current table.
+    pub fn load(&self) -> std::sync::Arc<Routes> {
+        self.0.load_full()
+    }
+}
+
+/// Builds the table from the store.
+pub async fn load(store: &gatehouse_store::Store) -> Result<Routes, gatehouse_store::StoreError> {
+    use gatehouse_store::{AppStore as _, PolicyStore as _};
+    let apps = store.all_apps().await?;
+    let attachments = store.all_app_policies().await?;
+    let groups = store.all_groups().await?;
+    Ok(Routes::build(apps, &attachments, &groups))
+}
+
+/// Keeps `handle` current as applications, policies and groups change.
+pub fn spawn_refresher(store: gatehouse_store::Store, handle: RoutesHandle) -> tokio::task::JoinHandle<()> {
+    let bus = store.clone();
+    crate::reload::spawn_reloader(
+        &bus,
+        |c| c == gatehouse_store::Change::Applications,
+        move || {
+            let (store, handle) = (store.clone(), handle.clone());
+            async move {
+                match load(&store).await {
+                    Ok(routes) => handle.0.store(std::sync::Arc::new(routes)),
+                    Err(e) => tracing::error!(error = %e, "could not reload applications; keeping the current ones"),
+                }
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

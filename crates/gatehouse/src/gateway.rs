@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 
 use gatehouse_admin::AdminState;
 use gatehouse_core::secret::SecretKey;
+use gatehouse_oidc::{CloudOverrides, CloudUrls, OidcClient, OidcOptions};
 use gatehouse_proxy::keys::{self, KeyRingHandle};
 use gatehouse_proxy::public::PublicState;
+use gatehouse_proxy::routes::RoutesHandle;
+use gatehouse_proxy::signin::TeamDomain;
 use gatehouse_store::{OrgStore, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -23,6 +26,9 @@ pub enum StartError {
     /// Signing keys could not be loaded or created.
     #[error("signing keys: {0}")]
     Keys(#[from] gatehouse_proxy::keys::KeyError),
+    /// The OIDC client could not be built.
+    #[error("OIDC client: {0}")]
+    Oidc(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -44,7 +50,7 @@ pub struct Gateway {
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
-    refresher: JoinHandle<()>,
+    refreshers: Vec<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -68,18 +74,32 @@ impl Gateway {
             metrics,
         });
         let (shutdown, rx) = watch::channel(false);
-        let public_router = gatehouse_proxy::public::router(PublicState { keys: ring.clone() });
-        let refresher = keys::spawn_refresher(store.clone(), ring);
+        let routes = RoutesHandle::new(gatehouse_proxy::routes::load(&store).await?);
+        let oidc = OidcClient::new(cloud_overrides(config), OidcOptions::default())
+            .map_err(|e| StartError::Oidc(e.to_string()))?;
+        let public_router = gatehouse_proxy::public::router(PublicState {
+            store: store.clone(),
+            oidc: std::sync::Arc::new(oidc),
+            keys: ring.clone(),
+            routes: routes.clone(),
+            team: TeamDomain::from_url(&config.public_url),
+        });
+        let refreshers = vec![
+            keys::spawn_refresher(store.clone(), ring),
+            gatehouse_proxy::routes::spawn_refresher(store.clone(), routes),
+        ];
         let tasks =
             vec![tokio::spawn(serve(public, public_router, rx.clone())), tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
-        Ok(Self { public_addr, admin_addr, store, shutdown, tasks, refresher })
+        Ok(Self { public_addr, admin_addr, store, shutdown, tasks, refreshers })
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.refresher.abort();
+        for r in &self.refreshers {
+            r.abort();
+        }
         for t in self.tasks {
             match t.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
@@ -89,6 +109,24 @@ impl Gateway {
         }
         self.store.close().await;
     }
+}
+
+/// The per-cloud host overrides of the configuration (`entra.clouds.<cloud>`).
+fn cloud_overrides(config: &Config) -> CloudOverrides {
+    let mut o = CloudOverrides::none();
+    for (name, hosts) in &config.entra.clouds {
+        if let Some(cloud) = gatehouse_core::idp::AzureCloud::parse(name) {
+            o = o.with(
+                cloud,
+                CloudUrls {
+                    login_url: hosts.login_url.as_str().trim_end_matches('/').to_owned(),
+                    graph_url: hosts.graph_url.as_str().trim_end_matches('/').to_owned(),
+                    issuer_url: None,
+                },
+            );
+        }
+    }
+    o
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -1,0 +1,289 @@
+//! The sign-in flow end to end over real HTTP on loopback: a scripted browser (explicit
+//! cookies, no automatic redirects) signs in to an application through the Entra ID emulator,
+//! and the resulting application token validates against `/cdn-cgi/access/certs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatehouse_core::app::{AppSettings, Application};
+use gatehouse_core::idp::{IdentityProvider, IdpConfig, IdpType, ScimSettings};
+use gatehouse_core::policy::PolicyDecision;
+use gatehouse_core::policy::Rule;
+use gatehouse_core::policy::input::{RuleSet, StoredPolicy};
+use gatehouse_core::secret::{SecretKey, SecretString};
+use gatehouse_core::{AppId, IdpId};
+use gatehouse_entra_sim::{EntraSim, RunningSim, Tenant};
+use gatehouse_oidc::{CloudOverrides, CloudUrls, OidcClient, OidcOptions};
+use gatehouse_proxy::keys::{self, KeyRingHandle};
+use gatehouse_proxy::routes::{self, RoutesHandle};
+use gatehouse_proxy::signin::{SignInState, TeamDomain};
+use gatehouse_store::{AppPolicies, AppStore, IdpStore, PolicyStore, Store};
+use gatehouse_testkit::TestDb;
+
+const TENANT: &str = include_str!("../../gatehouse-entra-sim/tenants/demo.toml");
+const PASSWORD: &str = "Passw0rd!";
+
+struct Env {
+    port: u16,
+    aud: String,
+    keys: KeyRingHandle,
+    http: reqwest::Client,
+    _sim: RunningSim,
+    _db: TestDb,
+}
+
+async fn env() -> Env {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let port = addr.port();
+    let team = format!("http://auth.localhost:{port}");
+
+    let sim = EntraSim::start(Tenant::from_toml_str(TENANT).unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (client_id, secret) = sim
+        .tenant()
+        .read(|t| t.apps().next().map(|a| (a.client_id, a.secrets[0].value().expose().to_owned())))
+        .unwrap();
+    sim.tenant()
+        .edit(|t| {
+            t.update_app(
+                client_id,
+                gatehouse_entra_sim::tenant::AppUpdate {
+                    redirect_uris: Some(vec![format!("{team}/cdn-cgi/access/callback")]),
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap();
+    let engineering =
+        sim.tenant().read(|t| t.groups().find(|g| g.display_name == "Engineering").map(|g| g.id)).unwrap();
+
+    let db = TestDb::sqlite();
+    let store = Store::connect(db.url(), SecretKey::generate().unwrap()).await.unwrap();
+    let idp = IdentityProvider {
+        id: IdpId::generate(),
+        name: "Entra".into(),
+        kind: IdpType::AzureAd,
+        config: IdpConfig {
+            client_id: client_id.to_string(),
+            directory_id: Some(sim.tenant_id()),
+            support_groups: true,
+            pkce_enabled: true,
+            ..IdpConfig::default()
+        },
+        client_secret: SecretString::new(secret),
+        scim: ScimSettings::default(),
+        scim_secret_hash: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.insert_idp(&idp).await.unwrap();
+    let app = Application {
+        id: AppId::generate(),
+        name: "Wiki".into(),
+        domain: format!("app.localhost:{port}"),
+        destinations: vec![format!("app.localhost:{port}")],
+        aud: gatehouse_core::app::generate_aud().unwrap(),
+        settings: AppSettings {
+            session_duration: "8h".parse().unwrap(),
+            allowed_idps: vec![],
+            auto_redirect_to_identity: false,
+            same_site_cookie_attribute: None,
+            http_only_cookie_attribute: true,
+            path_cookie_attribute: false,
+            enable_binding_cookie: false,
+            service_auth_401_redirect: false,
+            custom_deny_message: None,
+        },
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.insert_app(&app).await.unwrap();
+    let policy = StoredPolicy {
+        id: uuid::Uuid::new_v4(),
+        name: "Engineering".into(),
+        decision: PolicyDecision::Allow,
+        rules: RuleSet {
+            include: vec![Rule::AzureGroup { id: engineering.to_string(), idp: None }],
+            ..RuleSet::default()
+        },
+        session_duration: None,
+        reusable: false,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store
+        .set_app_policies(app.id, &AppPolicies { owned: vec![policy.clone()], links: vec![(policy.id, 1)] })
+        .await
+        .unwrap();
+
+    let overrides = CloudOverrides::none().with(
+        gatehouse_core::idp::AzureCloud::Global,
+        CloudUrls { login_url: sim.login_url().to_owned(), graph_url: sim.graph_url().to_owned(), issuer_url: None },
+    );
+    let ring = keys::load_or_rotate(&store, keys::DEFAULT_ROTATION, gatehouse_core::now_millis()).await.unwrap();
+    let keys = KeyRingHandle::new(ring);
+    let state = SignInState {
+        store: store.clone(),
+        oidc: Arc::new(OidcClient::new(overrides, OidcOptions::default()).unwrap()),
+        keys: keys.clone(),
+        routes: RoutesHandle::new(routes::load(&store).await.unwrap()),
+        team: TeamDomain::from_url(&url::Url::parse(&team).unwrap()),
+    };
+    let router = gatehouse_proxy::public::router(state);
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("auth.localhost", addr)
+        .resolve("app.localhost", addr)
+        .build()
+        .unwrap();
+    Env { port, aud: app.aud, keys, http, _sim: sim, _db: db }
+}
+
+fn location(r: &reqwest::Response) -> String {
+    assert_eq!(r.status(), 302, "expected a redirect");
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        let (kv, _) = v.split_once(';').unwrap_or((v, ""));
+        kv.strip_prefix(&format!("{name}=")).map(str::to_owned)
+    })
+}
+
+/// Fills in the emulator's sign-in form (id `signin`) and returns its redirect.
+async fn sign_in_at_idp(http: &reqwest::Client, authorize: &str, user: &str) -> reqwest::Response {
+    let html = http.get(authorize).send().await.unwrap().text().await.unwrap();
+    let form_at = html.find("id=\"signin\"").expect("sign-in form");
+    let form_start = html[..form_at].rfind("<form").unwrap();
+    let action_at = form_start + html[form_start..].find("action=\"").unwrap() + 8;
+    let action = &html[action_at..action_at + html[action_at..].find('"').unwrap()];
+    let flow_at = html.find("name=\"flow\" value=\"").unwrap() + 19;
+    let flow = &html[flow_at..flow_at + html[flow_at..].find('"').unwrap()];
+    let base = url::Url::parse(authorize).unwrap();
+    let action = base.join(&action.replace("&amp;", "&")).unwrap();
+    http.post(action)
+        .form(&[("flow", flow.replace("&amp;", "&")), ("username", user.to_owned()), ("password", PASSWORD.to_owned())])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Runs the flow up to the callback; returns the callback response and the session cookie.
+async fn to_callback(env: &Env, user: &str, redirect_url: &str) -> reqwest::Response {
+    let login = format!(
+        "http://auth.localhost:{p}/cdn-cgi/access/login/app.localhost:{p}?kid={}&redirect_url={}",
+        env.aud,
+        url::form_urlencoded::byte_serialize(redirect_url.as_bytes()).collect::<String>(),
+        p = env.port
+    );
+    let r = env.http.get(&login).send().await.unwrap();
+    let authorize = location(&r);
+    let session = set_cookie(&r, "CF_Session").expect("CF_Session cookie");
+    let r = sign_in_at_idp(&env.http, &authorize, user).await;
+    let callback = location(&r);
+    assert!(
+        callback.starts_with(&format!("http://auth.localhost:{}/cdn-cgi/access/callback?", env.port)),
+        "{callback}"
+    );
+    let resp = env.http.get(&callback).header("cookie", format!("CF_Session={session}")).send().await.unwrap();
+    // The same callback again (a replay) is refused.
+    let replay = env.http.get(&callback).header("cookie", format!("CF_Session={session}")).send().await.unwrap();
+    assert_eq!(replay.status(), 400);
+    resp
+}
+
+#[tokio::test]
+async fn member_of_a_nested_group_signs_in_and_gets_a_valid_app_token() {
+    let env = env().await;
+    // Alice is in Platform, which is nested in Engineering: the policy on Engineering admits her.
+    let r = to_callback(&env, "alice@contoso.onmicrosoft.com", "/docs/page?x=1").await;
+    let authorized = location(&r);
+    assert!(set_cookie(&r, "CF_Authorization").is_some(), "team-domain session cookie");
+    assert!(
+        authorized.starts_with(&format!("http://app.localhost:{}/cdn-cgi/access/authorized?code=", env.port)),
+        "{authorized}"
+    );
+
+    let r = env.http.get(&authorized).send().await.unwrap();
+    assert_eq!(location(&r), "/docs/page?x=1");
+    let jwt = set_cookie(&r, "CF_Authorization").expect("application cookie");
+    let all: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert!(
+        all.iter().any(|c| c.starts_with("CF_Authorization=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")),
+        "{all:?}"
+    );
+
+    let claims = gatehouse_proxy::token::verify(
+        &env.keys.load(),
+        &jwt,
+        &format!("http://auth.localhost:{}", env.port),
+        &env.aud,
+    )
+    .unwrap();
+    assert_eq!((claims.email.as_str(), claims.kind.as_str()), ("alice@contoso.com", "app"));
+    // The same key is published for origins.
+    let certs: serde_json::Value = env
+        .http
+        .get(format!("http://app.localhost:{}/cdn-cgi/access/certs", env.port))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(&jwt).unwrap().kid.unwrap();
+    assert!(certs["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid.as_str()));
+
+    // The one-time code cannot be used twice.
+    let again = env.http.get(&authorized).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+}
+
+#[tokio::test]
+async fn outsiders_are_denied_and_redirects_stay_on_the_host() {
+    let env = env().await;
+    // Bob (Sales) is not in Engineering.
+    let r = to_callback(&env, "bob@contoso.onmicrosoft.com", "/").await;
+    assert_eq!(r.status(), 403);
+    assert!(set_cookie(&r, "CF_Authorization").is_none());
+
+    // An open-redirect attempt ends on the application's own root.
+    let r = to_callback(&env, "erin@contoso.onmicrosoft.com", "//evil.example/steal").await;
+    let authorized = location(&r);
+    let r = env.http.get(&authorized).send().await.unwrap();
+    assert_eq!(location(&r), "/");
+}
+
+#[tokio::test]
+async fn bad_starts_and_callbacks_are_refused_plainly() {
+    let env = env().await;
+    let p = env.port;
+    let get = |u: String| {
+        let http = env.http.clone();
+        async move { http.get(u).send().await.unwrap() }
+    };
+    assert_eq!(
+        get(format!("http://auth.localhost:{p}/cdn-cgi/access/login/app.localhost:{p}?kid=unknown")).await.status(),
+        400
+    );
+    assert_eq!(
+        get(format!("http://auth.localhost:{p}/cdn-cgi/access/login/other.localhost:{p}?kid={}", env.aud))
+            .await
+            .status(),
+        400
+    );
+    // Login is only on the team domain.
+    assert_eq!(
+        get(format!("http://app.localhost:{p}/cdn-cgi/access/login/app.localhost:{p}?kid={}", env.aud)).await.status(),
+        404
+    );
+    // A callback without the browser's session cookie is refused.
+    assert_eq!(get(format!("http://auth.localhost:{p}/cdn-cgi/access/callback?code=x&state=y")).await.status(), 400);
+    assert_eq!(get(format!("http://app.localhost:{p}/cdn-cgi/access/authorized?code=nope")).await.status(), 400);
+}
