@@ -21,6 +21,8 @@ pub fn router(state: PublicState) -> Router {
         .route("/cdn-cgi/access/login/{app_host}", get(signin::login))
         .route("/cdn-cgi/access/callback", get(signin::callback))
         .route("/cdn-cgi/access/authorized", get(signin::authorized))
+        .route("/cdn-cgi/access/get-identity", get(signin::get_identity))
+        .route("/cdn-cgi/access/logout", get(signin::logout).post(signin::logout))
         .fallback(catch_all)
         .with_state(state)
 }

@@ -147,6 +147,13 @@ impl Routes {
         None
     }
 
+    /// Applications with a destination on `host` (any path), for cookies scoped to a host.
+    pub fn on_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a AppRoute> + 'a {
+        self.apps.iter().filter(move |r| {
+            r.app.destinations.iter().any(|d| d.split('/').next().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+        })
+    }
+
     /// The application with this audience tag.
     pub fn by_aud(&self, aud: &str) -> Option<&AppRoute> {
         self.by_aud.get(aud).and_then(|i| self.apps.get(*i))

@@ -185,6 +185,7 @@ pub struct LoginQuery {
 /// `GET /cdn-cgi/access/login/<app-host>` on the team domain.
 pub async fn login(
     State(state): State<SignInState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(app_host): Path<String>,
     Query(q): Query<LoginQuery>,
@@ -219,6 +220,9 @@ pub async fn login(
         None => None,
     };
     let redirect_url = confine_redirect(q.redirect_url.as_deref());
+    if let Some(resp) = single_sign_on(&state, &headers, peer, route, &app_host, &redirect_url).await {
+        return resp;
+    }
     let Some(idp) = chosen else {
         if offered.is_empty() {
             return page(
@@ -422,7 +426,6 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) => return internal(&e.to_string()),
     };
-    let Some(code) = random_token() else { return internal("random generator failed") };
     let grant = Grant {
         app: route.app.id,
         app_host: pending.app_host.clone(),
@@ -433,22 +436,8 @@ pub async fn callback(
         session_expires_at: session.expires_at,
         custom: id.oidc_fields.clone(),
     };
-    let grant = match serde_json::to_string(&grant) {
-        Ok(g) => g,
-        Err(e) => return internal(&e.to_string()),
-    };
-    if let Err(e) = state.store.put_pending(&format!("code:{code}"), &grant, now + CODE_TTL_MS).await {
-        return internal(&e.to_string());
-    }
     tracing::info!(app = %route.app.id, user = %user.id, idp = %idp.id, "signed in");
-    let scheme = if state.team.https { "https" } else { "http" };
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let mut resp = redirect(&format!(
-        "{scheme}://{}/cdn-cgi/access/authorized?code={}&redirect_url={}",
-        pending.app_host,
-        enc(&code),
-        enc(&pending.redirect_url)
-    ));
+    let mut resp = issue_grant(&state, grant).await;
     let secure = if state.team.https { "; Secure" } else { "" };
     set_cookie(&mut resp, format!("CF_Session=; Path=/cdn-cgi/access/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"));
     set_cookie(
@@ -456,6 +445,140 @@ pub async fn callback(
         format!("CF_Authorization={org_jwt}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}", session_ms / 1000),
     );
     resp
+}
+
+/// Stores a one-time code for the application host and redirects the browser there.
+async fn issue_grant(state: &SignInState, grant: Grant) -> Response {
+    let Some(code) = random_token() else { return internal("random generator failed") };
+    let (app_host, redirect_url) = (grant.app_host.clone(), grant.redirect_url.clone());
+    let data = match serde_json::to_string(&grant) {
+        Ok(g) => g,
+        Err(e) => return internal(&e.to_string()),
+    };
+    if let Err(e) = state.store.put_pending(&format!("code:{code}"), &data, now_millis() + CODE_TTL_MS).await {
+        return internal(&e.to_string());
+    }
+    let scheme = if state.team.https { "https" } else { "http" };
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    redirect(&format!(
+        "{scheme}://{app_host}/cdn-cgi/access/authorized?code={}&redirect_url={}",
+        enc(&code),
+        enc(&redirect_url)
+    ))
+}
+
+/// The verified, live session token in the request's `CF_Authorization` cookie (or
+/// `cf-access-token` header): on the team domain an org token, on an application host an
+/// application token for an application on that host.
+async fn session_claims(state: &SignInState, headers: &HeaderMap) -> Option<AccessClaims> {
+    let token =
+        cookie(headers, "CF_Authorization").or_else(|| headers.get("cf-access-token").and_then(|v| v.to_str().ok()))?;
+    let host = host_of(headers).to_ascii_lowercase();
+    let ring = state.keys.load();
+    let claims = if host == state.team.host {
+        token::verify(&ring, token, &state.team.base, &state.team.base).ok()?
+    } else {
+        let routes = state.routes.load();
+        let found = routes.on_host(&host).find_map(|r| token::verify(&ring, token, &state.team.base, &r.app.aud).ok());
+        found?
+    };
+    match state.store.live_session(&claims.identity_nonce, now_millis()).await {
+        Ok(Some(_)) => Some(claims),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "session check failed; treating the request as signed out");
+            None
+        }
+    }
+}
+
+/// `GET /cdn-cgi/access/get-identity`: the signed-in user's identity, bare JSON.
+pub async fn get_identity(State(state): State<SignInState>, headers: HeaderMap) -> Response {
+    let Some(claims) = session_claims(&state, &headers).await else {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"err": "no valid session"}))).into_response();
+    };
+    let user = match uuid::Uuid::parse_str(&claims.sub) {
+        Ok(id) => state.store.get_user(id).await,
+        Err(_) => Ok(None),
+    };
+    let user = match user {
+        Ok(Some(u)) => u,
+        Ok(None) => return (StatusCode::UNAUTHORIZED, axum::Json(json!({"err": "no valid session"}))).into_response(),
+        Err(e) => return internal(&e.to_string()),
+    };
+    let account_id = state.store.account_id().await.map(|a| a.to_string()).unwrap_or_default();
+    let mut identity = user.identity.clone();
+    if let Some(obj) = identity.as_object_mut() {
+        obj.insert("id".into(), json!(claims.identity_nonce));
+        obj.insert("user_uuid".into(), json!(user.id));
+        obj.insert("account_id".into(), json!(account_id));
+        obj.insert("iat".into(), json!(claims.iat));
+    }
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(identity)).into_response()
+}
+
+/// `GET /cdn-cgi/access/logout`: revokes the session everywhere and clears this host's cookies.
+pub async fn logout(State(state): State<SignInState>, headers: HeaderMap) -> Response {
+    if let Some(claims) = session_claims(&state, &headers).await
+        && let Err(e) = state.store.revoke_session(&claims.identity_nonce, now_millis()).await
+    {
+        return internal(&e.to_string());
+    }
+    let mut resp = page(StatusCode::OK, "Signed out", "You have signed out. Close this window or sign in again.");
+    let secure = if state.team.https { "; Secure" } else { "" };
+    set_cookie(&mut resp, format!("CF_Authorization=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"));
+    resp
+}
+
+/// The policy identity recorded in the user registry at the last sign-in.
+fn registry_identity(user: &gatehouse_store::UserRecord) -> PolicyIdentity {
+    let v = &user.identity;
+    PolicyIdentity {
+        email: user.email.to_ascii_lowercase(),
+        idp: Some(user.idp_id),
+        groups: v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["id"].as_str().map(str::to_ascii_lowercase))
+            .collect(),
+        amr: v["amr"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        claims: v["oidc_fields"].as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// Single sign-on: a live team-domain session goes straight to the application when its
+/// policies admit the user; `None` means "sign in at the IdP".
+async fn single_sign_on(
+    state: &SignInState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    route: &crate::routes::AppRoute,
+    app_host: &str,
+    redirect_url: &str,
+) -> Option<Response> {
+    let claims = session_claims(state, headers).await?;
+    let user = state.store.get_user(uuid::Uuid::parse_str(&claims.sub).ok()?).await.ok()??;
+    let allowed = &route.app.settings.allowed_idps;
+    if !allowed.is_empty() && !allowed.contains(&user.idp_id) {
+        return None;
+    }
+    let identity = registry_identity(&user);
+    let facts = RequestFacts { identity: Some(&identity), ip: peer.ip(), country: None, service_token: None };
+    if route.policies.evaluate(&facts).decision != Decision::Allow {
+        return None;
+    }
+    let grant = Grant {
+        app: route.app.id,
+        app_host: app_host.to_owned(),
+        redirect_url: redirect_url.to_owned(),
+        user: user.id,
+        email: user.email.clone(),
+        nonce: claims.identity_nonce,
+        session_expires_at: claims.exp.saturating_mul(1000),
+        custom: claims.custom,
+    };
+    Some(issue_grant(state, grant).await)
 }
 
 /// Query of the authorized endpoint.

@@ -287,3 +287,59 @@ async fn bad_starts_and_callbacks_are_refused_plainly() {
     assert_eq!(get(format!("http://auth.localhost:{p}/cdn-cgi/access/callback?code=x&state=y")).await.status(), 400);
     assert_eq!(get(format!("http://app.localhost:{p}/cdn-cgi/access/authorized?code=nope")).await.status(), 400);
 }
+
+#[tokio::test]
+async fn identity_single_sign_on_and_logout_everywhere() {
+    let env = env().await;
+    let p = env.port;
+    let r = to_callback(&env, "alice@contoso.onmicrosoft.com", "/").await;
+    let team_cookie = set_cookie(&r, "CF_Authorization").unwrap();
+    let r = env.http.get(location(&r)).send().await.unwrap();
+    let app_cookie = set_cookie(&r, "CF_Authorization").unwrap();
+
+    // get-identity on the application host: the full identity, as bare JSON.
+    let identity = |host: &'static str, cookie: String| {
+        let http = env.http.clone();
+        async move {
+            http.get(format!("http://{host}:{p}/cdn-cgi/access/get-identity"))
+                .header("cookie", format!("CF_Authorization={cookie}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = identity("app.localhost", app_cookie.clone()).await;
+    assert_eq!(r.status(), 200);
+    let id: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(id["email"], "alice@contoso.com");
+    assert!(id["groups"].as_array().is_some_and(|g| g.len() >= 2), "{id}");
+    assert_eq!(id["idp"]["type"], "azureAD");
+    assert!(id["user_uuid"].is_string() && id["account_id"].is_string());
+    // A team-domain token is not an application token.
+    assert_eq!(identity("app.localhost", team_cookie.clone()).await.status(), 401);
+    assert_eq!(identity("auth.localhost", team_cookie.clone()).await.status(), 200);
+
+    // Single sign-on: with the team-domain session, login goes straight back to the app.
+    let login =
+        format!("http://auth.localhost:{p}/cdn-cgi/access/login/app.localhost:{p}?kid={}&redirect_url=/again", env.aud);
+    let r = env.http.get(&login).header("cookie", format!("CF_Authorization={team_cookie}")).send().await.unwrap();
+    let next = location(&r);
+    assert!(next.starts_with(&format!("http://app.localhost:{p}/cdn-cgi/access/authorized?code=")), "{next}");
+    let r = env.http.get(&next).send().await.unwrap();
+    assert_eq!(location(&r), "/again");
+
+    // Logging out on the application revokes the session everywhere.
+    let r = env
+        .http
+        .get(format!("http://app.localhost:{p}/cdn-cgi/access/logout"))
+        .header("cookie", format!("CF_Authorization={app_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("CF_Authorization=;")));
+    assert_eq!(identity("app.localhost", app_cookie).await.status(), 401);
+    assert_eq!(identity("auth.localhost", team_cookie.clone()).await.status(), 401);
+    let r = env.http.get(&login).header("cookie", format!("CF_Authorization={team_cookie}")).send().await.unwrap();
+    assert!(!location(&r).contains("/cdn-cgi/access/authorized"), "a revoked session gives no single sign-on");
+}

@@ -107,6 +107,12 @@ pub trait SessionStore {
         user: Uuid,
         now: UnixMillis,
     ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+    /// The session with `nonce`, if it exists and is neither expired nor revoked at `now`.
+    fn live_session(
+        &self,
+        nonce: &str,
+        now: UnixMillis,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
     /// Revokes one session; `false` when unknown or already revoked.
     fn revoke_session(&self, nonce: &str, now: UnixMillis) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Revokes every live session of a user; returns how many.
@@ -280,6 +286,19 @@ impl SessionStore for Store {
             .await
         })?;
         rows.into_iter().map(session_from_row).collect()
+    }
+
+    async fn live_session(&self, nonce: &str, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<SessionRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE nonce = $1 AND revoked_at IS NULL AND expires_at > $2"
+            )))
+            .bind(nonce)
+            .bind(now)
+            .fetch_optional(p)
+            .await
+        })?;
+        row.map(session_from_row).transpose()
     }
 
     async fn revoke_session(&self, nonce: &str, now: UnixMillis) -> Result<bool, StoreError> {

@@ -333,8 +333,11 @@ mod user_cases {
         let live: Vec<_> =
             s.active_sessions(user.id, 10).await.unwrap_or_default().into_iter().map(|x| x.nonce).collect();
         assert_eq!(live, ["n1", "n2"]);
+        assert_eq!(s.live_session("n1", 10).await.ok().flatten().map(|x| x.kind), Some(SessionKind::Org));
+        assert_eq!(s.live_session("old", 10).await.ok(), Some(None), "expired");
         let mut rx = s.subscribe();
         assert!(s.revoke_session("n1", 11).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(s.live_session("n1", 12).await.ok(), Some(None), "revoked");
         assert!(!s.revoke_session("n1", 12).await.unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(rx.try_recv().ok(), Some(gatehouse_store::Change::Revocations));
         assert_eq!(s.revoked_nonces(12).await.ok(), Some(vec!["n1".to_owned()]));
