@@ -5,6 +5,7 @@
 //! The request path (resolve app → authenticate → authorize → forward) lands here too; nothing
 //! on that path touches the database — keys and revocations are held in memory.
 
+pub mod idp_test;
 pub mod keys;
 pub mod public;
 pub mod reload;

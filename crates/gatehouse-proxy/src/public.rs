@@ -22,6 +22,7 @@ pub fn router(state: PublicState) -> Router {
         .route("/cdn-cgi/access/callback", get(signin::callback))
         .route("/cdn-cgi/access/authorized", get(signin::authorized))
         .route("/cdn-cgi/access/get-identity", get(signin::get_identity))
+        .route("/cdn-cgi/access/test-idp/{idp_id}", get(signin::test_idp))
         .route("/cdn-cgi/access/logout", get(signin::logout).post(signin::logout))
         .fallback(catch_all)
         .with_state(state)

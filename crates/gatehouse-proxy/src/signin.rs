@@ -78,7 +78,8 @@ pub struct SignInState {
 #[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     oidc: PendingSignIn,
-    app: AppId,
+    /// The application being signed in to; `None` for an IdP test.
+    app: Option<AppId>,
     app_host: String,
     redirect_url: String,
 }
@@ -96,7 +97,8 @@ struct Grant {
     custom: serde_json::Map<String, serde_json::Value>,
 }
 
-fn escape(s: &str) -> String {
+/// Escapes text for HTML content and attributes.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
@@ -243,7 +245,7 @@ pub async fn login(
         }
     };
     let Some(handle) = random_token() else { return internal("random generator failed") };
-    let pending = Pending { oidc, app: route.app.id, app_host, redirect_url };
+    let pending = Pending { oidc, app: Some(route.app.id), app_host, redirect_url };
     let data = match serde_json::to_string(&pending) {
         Ok(d) => d,
         Err(e) => return internal(&e.to_string()),
@@ -296,6 +298,51 @@ fn policy_identity(s: &SignedIn, idp: IdpId) -> PolicyIdentity {
     }
 }
 
+/// Starts an IdP test: a real sign-in with `prompt=login` whose callback shows the result
+/// instead of signing in (see [`crate::idp_test`]).
+pub async fn test_idp(State(state): State<SignInState>, headers: HeaderMap, Path(idp_id): Path<String>) -> Response {
+    if !host_of(&headers).eq_ignore_ascii_case(&state.team.host) {
+        return page(StatusCode::NOT_FOUND, "Not found", "IdP tests run on the team domain.");
+    }
+    let idp = match idp_id.parse::<IdpId>() {
+        Ok(id) => state.store.get_idp(id).await,
+        Err(_) => Ok(None),
+    };
+    let idp = match idp {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return page(StatusCode::NOT_FOUND, "Unknown identity provider", "No identity provider has this id.");
+        }
+        Err(e) => return internal(&e.to_string()),
+    };
+    let callback = format!("{}/cdn-cgi/access/callback", state.team.base);
+    // Mistakes Entra reports only on its own page (redirect URI, unknown client or tenant)
+    // never reach the callback, so look for them first.
+    if let Err(e) = state.oidc.preflight(&idp, &callback).await {
+        return crate::idp_test::result_page(&idp, &Err(e));
+    }
+    let (url, oidc) = match state.oidc.begin(&idp, &callback, Some(gatehouse_core::idp::Prompt::Login)) {
+        Ok(x) => x,
+        Err(e) => return crate::idp_test::result_page(&idp, &Err(e)),
+    };
+    let Some(handle) = random_token() else { return internal("random generator failed") };
+    let pending = Pending { oidc, app: None, app_host: String::new(), redirect_url: String::new() };
+    let data = match serde_json::to_string(&pending) {
+        Ok(d) => d,
+        Err(e) => return internal(&e.to_string()),
+    };
+    if let Err(e) = state.store.put_pending(&handle, &data, now_millis() + PENDING_TTL_MS).await {
+        return internal(&e.to_string());
+    }
+    let mut resp = redirect(url.as_str());
+    let secure = if state.team.https { "; Secure" } else { "" };
+    set_cookie(
+        &mut resp,
+        format!("CF_Session={handle}; Path=/cdn-cgi/access/; Max-Age=900; HttpOnly; SameSite=Lax{secure}"),
+    );
+    resp
+}
+
 /// `GET /cdn-cgi/access/callback` on the team domain.
 pub async fn callback(
     State(state): State<SignInState>,
@@ -340,7 +387,12 @@ pub async fn callback(
         }
         Err(e) => return internal(&e.to_string()),
     };
-    let signed_in = match state.oidc.complete(&idp, &pending.oidc, params).await {
+    let result = state.oidc.complete(&idp, &pending.oidc, params).await;
+    let Some(app) = pending.app else {
+        // An administrator's IdP test: show what happened, never sign anyone in.
+        return crate::idp_test::result_page(&idp, &result);
+    };
+    let signed_in = match result {
         Ok(s) => s,
         Err(e) => {
             let d = e.diagnosis();
@@ -353,7 +405,7 @@ pub async fn callback(
         }
     };
     let routes = state.routes.load();
-    let Some(route) = routes.by_id(pending.app) else {
+    let Some(route) = routes.by_id(app) else {
         return page(StatusCode::NOT_FOUND, "Unknown application", "The application was removed.");
     };
     let identity = policy_identity(&signed_in, idp.id);

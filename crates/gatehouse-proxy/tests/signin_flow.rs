@@ -30,7 +30,9 @@ struct Env {
     aud: String,
     keys: KeyRingHandle,
     http: reqwest::Client,
-    _sim: RunningSim,
+    sim: RunningSim,
+    store: Store,
+    idp: IdentityProvider,
     _db: TestDb,
 }
 
@@ -141,7 +143,7 @@ async fn env() -> Env {
         .resolve("app.localhost", addr)
         .build()
         .unwrap();
-    Env { port, aud: app.aud, keys, http, _sim: sim, _db: db }
+    Env { port, aud: app.aud, keys, http, sim, store, idp, _db: db }
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -342,4 +344,81 @@ async fn identity_single_sign_on_and_logout_everywhere() {
     assert_eq!(identity("auth.localhost", team_cookie.clone()).await.status(), 401);
     let r = env.http.get(&login).header("cookie", format!("CF_Authorization={team_cookie}")).send().await.unwrap();
     assert!(!location(&r).contains("/cdn-cgi/access/authorized"), "a revoked session gives no single sign-on");
+}
+
+/// Runs `/cdn-cgi/access/test-idp/<id>` as `user` and returns the result page.
+async fn test_idp(env: &Env, user: &str) -> String {
+    let start = env
+        .http
+        .get(format!("http://auth.localhost:{}/cdn-cgi/access/test-idp/{}", env.port, env.idp.id))
+        .send()
+        .await
+        .unwrap();
+    if start.status() != 302 {
+        return start.text().await.unwrap();
+    }
+    let authorize = location(&start);
+    assert!(authorize.contains("prompt=login"), "the test forces a fresh sign-in: {authorize}");
+    let session = set_cookie(&start, "CF_Session").unwrap();
+    let r = sign_in_at_idp(&env.http, &authorize, user).await;
+    let callback = location(&r);
+    env.http
+        .get(&callback)
+        .header("cookie", format!("CF_Session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn diagnosis_code(page: &str) -> Option<&str> {
+    let at = page.find("data-code=\"")? + 11;
+    Some(&page[at..at + page[at..].find('"')?])
+}
+
+#[tokio::test]
+async fn idp_test_shows_the_identity_or_the_diagnosis() {
+    let env = env().await;
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert!(page.contains("Your connection works!"), "{page}");
+    assert!(page.contains("alice@contoso.com") && page.contains("E-mail taken from claim"), "{page}");
+
+    // The secret's ID pasted instead of its value.
+    let secret_id = env.sim.tenant().read(|t| t.apps().next().map(|a| a.secrets[0].id)).unwrap();
+    let mut wrong = env.idp.clone();
+    wrong.client_secret = SecretString::new(secret_id.to_string());
+    env.store.replace_idp(&wrong).await.unwrap();
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_eq!(diagnosis_code(&page), Some("client_secret_is_secret_id"), "{page}");
+    env.store.replace_idp(&env.idp).await.unwrap();
+
+    // Admin consent not granted.
+    let client_id = env.sim.tenant().read(|t| t.apps().next().map(|a| a.client_id)).unwrap();
+    let edit = |update: gatehouse_entra_sim::tenant::AppUpdate| {
+        env.sim.tenant().edit(|t| t.update_app(client_id, update)).unwrap()
+    };
+    edit(gatehouse_entra_sim::tenant::AppUpdate { admin_consent: Some(false), ..Default::default() });
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_eq!(diagnosis_code(&page), Some("consent_required"), "{page}");
+    edit(gatehouse_entra_sim::tenant::AppUpdate { admin_consent: Some(true), ..Default::default() });
+
+    // Redirect URI not registered: diagnosed before anyone signs in, naming the URI.
+    edit(gatehouse_entra_sim::tenant::AppUpdate {
+        redirect_uris: Some(vec!["https://elsewhere.example/cb".into()]),
+        ..Default::default()
+    });
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_eq!(diagnosis_code(&page), Some("redirect_uri_mismatch"), "{page}");
+    assert!(page.contains(&format!("http://auth.localhost:{}/cdn-cgi/access/callback", env.port)), "{page}");
+
+    // Unknown IdP id.
+    let r = env
+        .http
+        .get(format!("http://auth.localhost:{}/cdn-cgi/access/test-idp/{}", env.port, IdpId::generate()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
