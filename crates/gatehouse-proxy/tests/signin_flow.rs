@@ -422,3 +422,52 @@ async fn idp_test_shows_the_identity_or_the_diagnosis() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn overage_user_signs_in_through_graph_and_bad_cookies_are_refused() {
+    let env = env().await;
+    let p = env.port;
+    // Dave is in 252 groups: the ID token carries an overage and groups come from Graph.
+    let r = to_callback(&env, "dave@contoso.onmicrosoft.com", "/").await;
+    let r = env.http.get(location(&r)).send().await.unwrap();
+    let jwt = set_cookie(&r, "CF_Authorization").expect("Dave is in Engineering directly");
+    let get_identity = |cookie: String| {
+        let http = env.http.clone();
+        async move {
+            http.get(format!("http://app.localhost:{p}/cdn-cgi/access/get-identity"))
+                .header("cookie", format!("CF_Authorization={cookie}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let id: serde_json::Value = get_identity(jwt.clone()).await.json().await.unwrap();
+    assert!(id["groups"].as_array().is_some_and(|g| g.len() >= 252), "all groups, through Graph paging");
+    assert!(id["groups"].as_array().unwrap().iter().any(|g| g["name"] == "Engineering"), "names recorded from Graph");
+
+    // Tampered payload, truncated signature, garbage: all refused.
+    let mut parts: Vec<&str> = jwt.split('.').collect();
+    let forged = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"email":"mallory@example.com"}"#,
+    );
+    parts[1] = &forged;
+    assert_eq!(get_identity(parts.join(".")).await.status(), 401);
+    assert_eq!(get_identity(jwt[..jwt.len() - 4].to_owned()).await.status(), 401);
+    assert_eq!(get_identity("not-a-token".into()).await.status(), 401);
+    // A valid token for another application (another aud) is refused on this one.
+    let mut other =
+        gatehouse_proxy::token::verify(&env.keys.load(), &jwt, &format!("http://auth.localhost:{p}"), &env.aud)
+            .unwrap();
+    other.aud = vec!["f".repeat(64)];
+    let foreign = gatehouse_proxy::token::sign(&env.keys.load(), &other).unwrap();
+    assert_eq!(get_identity(foreign).await.status(), 401);
+    // An expired token is refused.
+    let mut old =
+        gatehouse_proxy::token::verify(&env.keys.load(), &jwt, &format!("http://auth.localhost:{p}"), &env.aud)
+            .unwrap();
+    old.exp = old.iat - 3600;
+    old.nbf = old.iat - 7200;
+    let expired = gatehouse_proxy::token::sign(&env.keys.load(), &old).unwrap();
+    assert_eq!(get_identity(expired).await.status(), 401);
+}
