@@ -9,12 +9,16 @@ use anyhow::Context as _;
 use clap::Args;
 use gatehouse::config::{CloudEndpoints, Config, Overrides};
 use gatehouse::gateway::Gateway;
+use gatehouse_core::AppId;
 use gatehouse_core::IdpId;
+use gatehouse_core::app::{AppSettings, Application, generate_aud};
 use gatehouse_core::idp::{IdentityProvider, IdentityUpdateBehavior, IdpConfig, IdpType, ScimSettings};
+use gatehouse_core::policy::input::{RuleSet, StoredPolicy};
+use gatehouse_core::policy::{PolicyDecision, Rule};
 use gatehouse_core::secret::SecretKey;
 use gatehouse_core::secret::{SecretString, generate_bearer_secret, hash_bearer_secret};
 use gatehouse_entra_sim::{EntraSim, RunningSim, Tenant};
-use gatehouse_store::{IdpStore, OrgStore, Store};
+use gatehouse_store::{AppPolicies, AppStore, IdpStore, OrgStore, PolicyStore, Store};
 
 use crate::Failure;
 
@@ -77,6 +81,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let token = crate::create_api_token(&gateway.store, "demo", false).await?;
     let (idp, scim_secret) = create_demo_idp(&gateway.store, &sim).await?;
     let team = config.public_url.origin().ascii_serialization();
+    let app_host = format!("app.localhost:{}", config.public_url.port_or_known_default().unwrap_or(80));
+    let aud = create_demo_app(&gateway.store, &sim, &app_host).await?;
     let admin = format!("http://{}", gateway.admin_addr);
     println!(
         "\nGatehouse demo is running.\n\n\
@@ -87,6 +93,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
          Identity provider  \"{idp_name}\" (azureAD, id {idp_id}) signing in through the emulator at {login}\n\
          \x20 SCIM endpoint    {team}/populations/{idp_id}/scim/v2\n\
          \x20 SCIM secret      {scim_secret}\n\n\
+         Sign in to the demo application (Engineering only):\n\
+         \x20 {team}/cdn-cgi/access/login/{app_host}?kid={aud}&redirect_url=/cdn-cgi/access/get-identity\n\
+         Test the identity provider:\n\
+         \x20 {team}/cdn-cgi/access/test-idp/{idp_id}\n\n\
          Demo users (password Passw0rd!):\n\
          \x20 alice@contoso.onmicrosoft.com  Platform (nested in Engineering), Gatehouse Admins\n\
          \x20 bob@contoso.onmicrosoft.com    Sales; no mailbox\n\
@@ -107,6 +117,55 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     gateway.shutdown().await;
     let _ = sim.shutdown().await;
     Ok(())
+}
+
+/// The demo application on `app_host`, open to the tenant's Engineering group (and its
+/// nested groups). Returns its audience tag.
+async fn create_demo_app(store: &Store, sim: &RunningSim, app_host: &str) -> Result<String, Failure> {
+    let engineering = sim
+        .tenant()
+        .read(|t| t.groups().find(|g| g.display_name == "Engineering").map(|g| g.id))
+        .ok_or_else(|| anyhow::anyhow!("the demo tenant has no Engineering group"))?;
+    let now = gatehouse_core::now_millis();
+    let app = Application {
+        id: AppId::generate(),
+        name: "Demo application".to_owned(),
+        domain: app_host.to_owned(),
+        destinations: vec![app_host.to_owned()],
+        aud: generate_aud().context("audience tag")?,
+        settings: AppSettings {
+            session_duration: "8h".parse().context("duration")?,
+            allowed_idps: Vec::new(),
+            auto_redirect_to_identity: false,
+            same_site_cookie_attribute: None,
+            http_only_cookie_attribute: true,
+            path_cookie_attribute: false,
+            enable_binding_cookie: false,
+            service_auth_401_redirect: false,
+            custom_deny_message: Some("The demo application is open to the Engineering group only.".to_owned()),
+        },
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_app(&app).await.context("create the demo application")?;
+    let policy = StoredPolicy {
+        id: uuid::Uuid::new_v4(),
+        name: "Engineering".to_owned(),
+        decision: PolicyDecision::Allow,
+        rules: RuleSet {
+            include: vec![Rule::AzureGroup { id: engineering.to_string(), idp: None }],
+            ..RuleSet::default()
+        },
+        session_duration: None,
+        reusable: false,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .set_app_policies(app.id, &AppPolicies { owned: vec![policy.clone()], links: vec![(policy.id, 1)] })
+        .await
+        .context("attach the demo policy")?;
+    Ok(app.aud)
 }
 
 /// The identity provider for the demo tenant's "Gatehouse" app registration, with SCIM on.

@@ -34,6 +34,10 @@ async fn demo_starts_everything_and_prints_how_to_use_it() {
     };
     let api = field("Admin API ");
     let token = field("Admin API token");
+    assert!(
+        text.contains("/cdn-cgi/access/login/app.localhost:") && text.contains("/cdn-cgi/access/test-idp/"),
+        "{text}"
+    );
     for user in ["alice@", "bob@", "carol@", "dave@", "erin@"] {
         assert!(text.contains(user), "{user} missing:\n{text}");
     }
@@ -54,6 +58,16 @@ async fn demo_starts_everything_and_prints_how_to_use_it() {
     assert_eq!(idp["type"], "azureAD", "{idps}");
     assert_eq!(idp["scim_config"]["enabled"], true);
     assert_eq!(idp["config"]["support_groups"], true);
+    let apps: serde_json::Value = http
+        .get(format!("{api}/accounts/{account}/access/apps"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps["result"][0]["policies"][0]["name"], "Engineering", "{apps}");
     let _ = child.kill();
     let _ = child.wait();
 }
