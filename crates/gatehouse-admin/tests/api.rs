@@ -720,3 +720,71 @@ async fn service_tokens_secret_shown_once_and_rotation() {
     let (s, _) = api.get(&format!("{base}/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn user_registry_and_revoke_user() {
+    use gatehouse_store::{SessionKind, SessionRecord, SessionStore as _, UserStore as _};
+    let api = api().await;
+    let idp = gatehouse_core::IdpId::generate();
+    let now = gatehouse_core::now_millis();
+    let ada = api
+        .store
+        .record_sign_in(
+            idp,
+            "tid:ada",
+            "ada@example.com",
+            "Ada",
+            &json!({"email": "ada@example.com", "groups": []}),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bob = api
+        .store
+        .record_sign_in(idp, "tid:bob", "bob@example.com", "Bob", &json!({}), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (nonce, user) in [("a1", ada.id), ("a2", ada.id), ("b1", bob.id)] {
+        let s = SessionRecord {
+            nonce: nonce.into(),
+            user_id: user,
+            kind: SessionKind::Org,
+            app_id: None,
+            created_at: now,
+            expires_at: now + 3_600_000,
+            revoked_at: None,
+        };
+        api.store.insert_session(&s).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (s, b) = api.get(&api.path("/users")).await;
+    assert_eq!((s, b["result_info"]["total_count"].clone()), (StatusCode::OK, json!(2)));
+    assert!(b["result"][0]["last_successful_login"].is_string());
+    let (_, b) = api.get(&api.path("/users?search=ADA")).await;
+    assert_eq!(b["result"].as_array().map(Vec::len), Some(1));
+    let (s, b) = api.get(&api.path(&format!("/users/{}/active_sessions", ada.id))).await;
+    assert_eq!((s, b["result"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+    let (_, b) = api.get(&api.path(&format!("/users/{}/last_seen_identity", ada.id))).await;
+    assert_eq!(b["result"]["email"], json!("ada@example.com"));
+    assert_eq!(b["result"]["user_uuid"], json!(ada.id));
+
+    let revoke = api.path("/organizations/revoke_user");
+    let (s, b) = api.call(Method::POST, &revoke, Some(RO), Some(json!({"email": "ada@example.com"}))).await;
+    assert_eq!((s, error_codes(&b)), (StatusCode::FORBIDDEN, vec![10000]));
+    let (s, b) = api.send(Method::POST, &revoke, json!({"email": "Ada@Example.com"})).await;
+    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!(true)), "{b}");
+    let (_, b) = api.get(&api.path(&format!("/users/{}/active_sessions", ada.id))).await;
+    assert_eq!(b["result"], json!([]));
+    let (_, b) = api.get(&api.path(&format!("/users/{}/active_sessions", bob.id))).await;
+    assert_eq!(b["result"].as_array().map(Vec::len), Some(1), "other users keep their sessions");
+    let (s, _) = api.send(Method::POST, &revoke, json!({"user_uid": bob.id})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(api.store.revoked_nonces(now).await.map(|v| v.len()).ok(), Some(3));
+    let (s, _) = api.send(Method::POST, &revoke, json!({"email": "nobody@example.com"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.send(Method::POST, &revoke, json!({})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.send(Method::POST, &revoke, json!({"user_uid": "nope"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.get(&api.path(&format!("/users/{}", uuid_like()))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

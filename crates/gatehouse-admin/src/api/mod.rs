@@ -13,6 +13,7 @@ pub(crate) mod keys;
 pub(crate) mod organizations;
 pub(crate) mod policies;
 pub(crate) mod service_tokens;
+pub(crate) mod users;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, Request, State};
@@ -67,6 +68,11 @@ pub(crate) fn router(state: AdminState) -> Router {
         )
         .route("/accounts/{account_id}/access/service_tokens/{token_id}/refresh", post(service_tokens::refresh))
         .route("/accounts/{account_id}/access/service_tokens/{token_id}/rotate", post(service_tokens::rotate))
+        .route("/accounts/{account_id}/access/users", get(users::list))
+        .route("/accounts/{account_id}/access/users/{user_id}", get(users::get))
+        .route("/accounts/{account_id}/access/users/{user_id}/active_sessions", get(users::active_sessions))
+        .route("/accounts/{account_id}/access/users/{user_id}/last_seen_identity", get(users::last_seen_identity))
+        .route("/accounts/{account_id}/access/organizations/revoke_user", post(users::revoke_user))
         .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
         .route_layer(from_fn_with_state(state.clone(), check_account));
