@@ -58,24 +58,30 @@ macro_rules! insert_destinations {
 }
 
 impl Store {
-    async fn destinations_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(String, String)> = on_pool!(self, p => {
-            sqlx::query_as("SELECT app_id, destination FROM app_destinations ORDER BY app_id, position")
-                .fetch_all(p)
-                .await
-        })?;
-        Ok(rows.into_iter().filter(|(a, _)| ids.contains(a)).collect())
-    }
-
+    /// The destinations of the applications in `rows`, in position order. One application
+    /// reads only its own rows; several (a list page, the snapshot) read the table once.
     async fn with_destinations(&self, rows: Vec<AppRow>) -> Result<Vec<Application>, StoreError> {
-        let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-        let dests = self.destinations_of(&ids).await?;
+        let dests: Vec<(String, String)> = match rows.as_slice() {
+            [] => Vec::new(),
+            [one] => on_pool!(self, p => {
+                sqlx::query_as("SELECT app_id, destination FROM app_destinations WHERE app_id = $1 ORDER BY position")
+                    .bind(&one.0)
+                    .fetch_all(p)
+                    .await
+            })?,
+            _ => on_pool!(self, p => {
+                sqlx::query_as("SELECT app_id, destination FROM app_destinations ORDER BY app_id, position")
+                    .fetch_all(p)
+                    .await
+            })?,
+        };
+        let mut by_app: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for (app, dest) in dests {
+            by_app.entry(app).or_default().push(dest);
+        }
         rows.into_iter()
             .map(|r| {
-                let mine = dests.iter().filter(|(a, _)| *a == r.0).map(|(_, d)| d.clone()).collect();
+                let mine = by_app.remove(&r.0).unwrap_or_default();
                 app_from_row(r, mine)
             })
             .collect()
