@@ -24,6 +24,8 @@ pub enum Change {
     Revocations,
     /// Service tokens changed.
     ServiceTokens,
+    /// Users' identities changed (SCIM group changes, deactivation): cached identities are stale.
+    Identities,
 }
 
 impl Change {
@@ -36,6 +38,7 @@ impl Change {
             Self::Applications => "applications",
             Self::Revocations => "revocations",
             Self::ServiceTokens => "service_tokens",
+            Self::Identities => "identities",
         }
     }
 
@@ -48,6 +51,7 @@ impl Change {
             Self::Applications,
             Self::Revocations,
             Self::ServiceTokens,
+            Self::Identities,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
