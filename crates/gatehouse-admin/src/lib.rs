@@ -30,6 +30,8 @@ pub struct AdminState {
     pub public_url: url::Url,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The configuration file's ingress rules (shown until rules are set through the API).
+    pub ingress_file: std::sync::Arc<Vec<gatehouse_proxy::ingress::IngressRule>>,
 }
 
 /// The admin listener's router.

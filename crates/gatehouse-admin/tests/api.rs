@@ -46,6 +46,7 @@ async fn api() -> Api {
         account_id,
         public_url: url::Url::parse("https://auth.example.com").unwrap_or_else(|e| panic!("{e}")),
         metrics: None,
+        ingress_file: std::sync::Arc::default(),
     };
     Api { app: router(state), store, account: account_id.to_string(), _db: db }
 }

@@ -1,20 +1,24 @@
-//! The public listener (data plane). Routes served so far: `/cdn-cgi/access/certs` on every
-//! host (the signing keys origins validate application tokens with), the sign-in endpoints
-//! (`login`, `callback` on the team domain, `authorized` on application hosts; see
-//! [`crate::signin`]), and the ingress catch-all — a plain 404 page that names nothing internal.
+//! The public listener: `/cdn-cgi/access/certs` on every host (the signing keys origins
+//! validate application tokens with), the sign-in endpoints (`login`, `callback` on the team
+//! domain, `authorized` on application hosts; see [`crate::signin`]), and everything else
+//! through the [`DataPlane`] to the applications' origins.
+
+use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
+
+use crate::dataplane::DataPlane;
 
 use crate::signin::{self, SignInState};
 
 /// What the public handlers need.
 pub type PublicState = SignInState;
 
-/// The public listener's router.
+/// The `/cdn-cgi/access` routes of the public listener; [`with_data_plane`] adds the rest.
 pub fn router(state: PublicState) -> Router {
     Router::new()
         .route("/cdn-cgi/access/certs", get(certs))
@@ -24,21 +28,17 @@ pub fn router(state: PublicState) -> Router {
         .route("/cdn-cgi/access/get-identity", get(signin::get_identity))
         .route("/cdn-cgi/access/test-idp/{idp_id}", get(signin::test_idp))
         .route("/cdn-cgi/access/logout", get(signin::logout).post(signin::logout))
-        .fallback(catch_all)
         .with_state(state)
+}
+
+/// Sends every request no other route takes through the data plane. Serve the result with
+/// connect info (`SocketAddr`).
+pub fn with_data_plane(router: Router, data_plane: DataPlane) -> Router {
+    router
+        .fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| data_plane.clone().handle(peer, req))
 }
 
 async fn certs(State(state): State<PublicState>) -> impl IntoResponse {
     let doc = state.keys.load().certs_document();
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc))
-}
-
-async fn catch_all() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        Html(
-            "<!doctype html><meta charset=utf-8><title>Not found</title>\
-             <h1>Not found</h1><p>No application is configured for this address.</p>",
-        ),
-    )
 }

@@ -179,6 +179,11 @@ impl RoutesHandle {
     pub fn load(&self) -> std::sync::Arc<Routes> {
         self.0.load_full()
     }
+
+    /// The current table, for the length of one request (no reference count taken).
+    pub fn snapshot(&self) -> arc_swap::Guard<std::sync::Arc<Routes>> {
+        self.0.load()
+    }
 }
 
 /// Builds the table from the store.

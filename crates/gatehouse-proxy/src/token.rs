@@ -65,8 +65,9 @@ pub enum TokenError {
     Invalid(String),
 }
 
-/// Signs `claims` with the ring's current key.
-pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, TokenError> {
+/// Signs `claims` (an [`AccessClaims`], or another payload such as a service token's) with the
+/// ring's current key.
+pub fn sign<C: Serialize>(ring: &KeyRing, claims: &C) -> Result<String, TokenError> {
     let (kid, key) = ring.signer().ok_or(TokenError::NoKey)?;
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());

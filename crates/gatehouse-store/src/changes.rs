@@ -26,6 +26,8 @@ pub enum Change {
     ServiceTokens,
     /// Users' identities changed (SCIM group changes, deactivation): cached identities are stale.
     Identities,
+    /// The ingress configuration changed.
+    Ingress,
 }
 
 impl Change {
@@ -39,6 +41,7 @@ impl Change {
             Self::Revocations => "revocations",
             Self::ServiceTokens => "service_tokens",
             Self::Identities => "identities",
+            Self::Ingress => "ingress",
         }
     }
 
@@ -52,6 +55,7 @@ impl Change {
             Self::Revocations,
             Self::ServiceTokens,
             Self::Identities,
+            Self::Ingress,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)

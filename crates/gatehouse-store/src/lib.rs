@@ -10,6 +10,7 @@
 
 mod apps;
 mod changes;
+mod dataplane;
 mod error;
 mod idps;
 mod keys;
@@ -31,6 +32,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use apps::AppStore;
 pub use changes::{Change, PG_CHANNEL};
+pub use dataplane::{AccessLogFilter, AccessLogRecord, DataPlaneStore, StoredIngress};
 pub use error::StoreError;
 pub use idps::{IdpFilter, IdpStore};
 pub use keys::{KeyStore, StoredKey};

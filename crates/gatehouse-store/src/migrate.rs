@@ -26,6 +26,7 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     4 "users_sessions" "0004_users_sessions.sql",
     5 "policies" "0005_policies.sql",
     6 "service_tokens" "0006_service_tokens.sql",
+    9 "data_plane" "0009_data_plane.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
@@ -35,6 +36,7 @@ const POSTGRES: &[Migration] = migrations!("postgres":
     4 "users_sessions" "0004_users_sessions.sql",
     5 "policies" "0005_policies.sql",
     6 "service_tokens" "0006_service_tokens.sql",
+    9 "data_plane" "0009_data_plane.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -40,6 +40,19 @@ pub struct Config {
     pub ingress: Vec<IngressRule>,
     /// Microsoft Entra ID settings.
     pub entra: EntraConfig,
+    /// The data plane.
+    pub proxy: ProxyConfig,
+}
+
+/// Data-plane settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// How long to wait for an origin's response headers before answering 504.
+    pub origin_response_timeout: gatehouse_core::GoDuration,
+    /// Record every proxied request in the access log, not only new sessions, refusals,
+    /// bypasses and service-token requests.
+    pub log_every_request: bool,
 }
 
 /// A secret read from configuration; `Debug` prints nothing.
@@ -97,21 +110,7 @@ pub fn redact_password(raw: &str) -> String {
     }
 }
 
-/// One ingress rule: requests for `hostname` (and `path`, a regular-expression prefix in
-/// cloudflared; here a path prefix) go to `service`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IngressRule {
-    /// Host to match; `*.example.com` wildcards allowed; absent = any host.
-    pub hostname: Option<String>,
-    /// Path prefix to match; absent = any path.
-    pub path: Option<String>,
-    /// `http://host:port`, `https://host:port`, or `http_status:NNN`.
-    pub service: String,
-    /// Per-origin settings (timeouts, TLS) as cloudflared names them.
-    #[serde(rename = "originRequest", default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub origin_request: BTreeMap<String, toml::Value>,
-}
+pub use gatehouse_proxy::ingress::IngressRule;
 
 /// Microsoft Entra ID settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -265,6 +264,7 @@ fn defaults() -> serde_json::Value {
         "log_level": "info",
         "ingress": [],
         "entra": { "clouds": {} },
+        "proxy": { "origin_response_timeout": "100s", "log_every_request": false },
     })
 }
 
@@ -366,43 +366,11 @@ impl Config {
 }
 
 fn validate_ingress(rules: &[IngressRule], errs: &mut Vec<String>) {
-    for (i, rule) in rules.iter().enumerate() {
-        let last = i + 1 == rules.len();
-        let catch_all = rule.hostname.is_none() && rule.path.is_none();
-        if catch_all && !last {
-            errs.push(format!(
-                "ingress[{i}]: a rule without hostname and path matches everything; it must be the last rule"
-            ));
-        }
-        if last && !catch_all {
-            errs.push(format!(
-                "ingress[{i}]: the last rule must be a catch-all without hostname or path, e.g. service = \"http_status:404\""
-            ));
-        }
-        if let Some(h) = &rule.hostname {
-            let bare = h.strip_prefix("*.").unwrap_or(h);
-            if !gatehouse_core::org::valid_domain(bare) {
-                errs.push(format!("ingress[{i}].hostname {h:?}: not a host name"));
-            }
-        }
-        if let Some(p) = &rule.path
-            && !p.starts_with('/')
-        {
-            errs.push(format!("ingress[{i}].path {p:?}: must start with /"));
-        }
-        if let Some(code) = rule.service.strip_prefix("http_status:") {
-            if !code.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)) {
-                errs.push(format!("ingress[{i}].service {:?}: http_status needs a code 100-599", rule.service));
-            }
-        } else {
-            match url::Url::parse(&rule.service) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-                _ => errs.push(format!(
-                    "ingress[{i}].service {:?}: must be http://host:port, https://host:port or http_status:NNN",
-                    rule.service
-                )),
-            }
-        }
+    if rules.is_empty() {
+        return; // none configured: everything answers 404 until rules are set through the API
+    }
+    if let Err(e) = gatehouse_proxy::ingress::validate(rules) {
+        errs.extend(e);
     }
 }
 

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use gatehouse_admin::AdminState;
 use gatehouse_core::secret::SecretKey;
 use gatehouse_oidc::{CloudOverrides, CloudUrls, OidcClient, OidcOptions};
+use gatehouse_proxy::dataplane::{DataPlane, DataPlaneOptions, DataPlaneParts};
+use gatehouse_proxy::ingress::{self, IngressHandle};
 use gatehouse_proxy::keys::{self, KeyRingHandle};
 use gatehouse_proxy::public::PublicState;
 use gatehouse_proxy::routes::RoutesHandle;
@@ -29,6 +31,9 @@ pub enum StartError {
     /// The OIDC client could not be built.
     #[error("OIDC client: {0}")]
     Oidc(String),
+    /// The stored ingress rules are invalid.
+    #[error("ingress rules: {0}")]
+    Ingress(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,22 +77,41 @@ impl Gateway {
             account_id,
             public_url: config.public_url.clone(),
             metrics,
+            ingress_file: std::sync::Arc::new(config.ingress.clone()),
         });
         let (shutdown, rx) = watch::channel(false);
         let routes = RoutesHandle::new(gatehouse_proxy::routes::load(&store).await?);
         let oidc = OidcClient::new(cloud_overrides(config), OidcOptions::default())
             .map_err(|e| StartError::Oidc(e.to_string()))?;
-        let public_router = gatehouse_proxy::public::router(PublicState {
+        let team = TeamDomain::from_url(&config.public_url);
+        let ingress = IngressHandle::new(ingress::load(&store, &config.ingress).await.map_err(StartError::Ingress)?);
+        let (data_plane, mut refreshers) = DataPlane::start(DataPlaneParts {
             store: store.clone(),
-            oidc: std::sync::Arc::new(oidc),
-            keys: ring.clone(),
             routes: routes.clone(),
-            team: TeamDomain::from_url(&config.public_url),
-        });
-        let refreshers = vec![
+            ingress: ingress.clone(),
+            keys: ring.clone(),
+            team: team.clone(),
+            options: DataPlaneOptions {
+                origin_response_timeout: config.proxy.origin_response_timeout.get(),
+                log_every_request: config.proxy.log_every_request,
+            },
+        })
+        .await?;
+        let public_router = gatehouse_proxy::public::with_data_plane(
+            gatehouse_proxy::public::router(PublicState {
+                store: store.clone(),
+                oidc: std::sync::Arc::new(oidc),
+                keys: ring.clone(),
+                routes: routes.clone(),
+                team,
+            }),
+            data_plane,
+        );
+        refreshers.extend([
             keys::spawn_refresher(store.clone(), ring),
             gatehouse_proxy::routes::spawn_refresher(store.clone(), routes),
-        ];
+            ingress::spawn_refresher(store.clone(), config.ingress.clone(), ingress),
+        ]);
         let tasks =
             vec![tokio::spawn(serve(public, public_router, rx.clone())), tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");

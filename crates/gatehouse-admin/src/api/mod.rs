@@ -6,6 +6,7 @@
 pub(crate) mod accounts;
 pub(crate) mod apps;
 pub(crate) mod auth;
+pub(crate) mod dataplane;
 pub mod envelope;
 pub(crate) mod extract;
 pub(crate) mod idps;
@@ -75,6 +76,14 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/accounts/{account_id}/access/organizations/revoke_user", post(users::revoke_user))
         .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
+        .route("/accounts/{account_id}/access/apps/{app_id}/revoke_tokens", post(dataplane::revoke_app_tokens))
+        .route("/accounts/{account_id}/access/logs/access_requests", get(dataplane::access_requests))
+        .route("/accounts/{account_id}/cfd_tunnel", get(dataplane::list_tunnels))
+        .route("/accounts/{account_id}/cfd_tunnel/{tunnel_id}", get(dataplane::get_tunnel))
+        .route(
+            "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations",
+            get(dataplane::get_configuration).put(dataplane::put_configuration),
+        )
         .route_layer(from_fn_with_state(state.clone(), check_account));
 
     Router::new()

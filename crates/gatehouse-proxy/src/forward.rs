@@ -1,0 +1,412 @@
+//! Forwarding to origins: a pooled HTTP/1.1 client per origin setting, header filtering in
+//! both directions, streaming bodies, WebSocket (and any HTTP/1.1) upgrades, and clear
+//! 502/504 pages when the origin fails.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::ingress::Origin;
+
+/// Cookies the gateway owns; never sent to an origin.
+pub const GATEWAY_COOKIES: &[&str] = &["CF_Authorization", "CF_AppSession", "CF_Binding", "CF_Session"];
+
+/// Identity headers an origin receives; any client-supplied `Cf-Access-*` header is removed.
+pub const JWT_ASSERTION: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
+/// The signed-in user's e-mail.
+pub const AUTHENTICATED_EMAIL: HeaderName = HeaderName::from_static("cf-access-authenticated-user-email");
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    connect_timeout: Duration,
+    no_tls_verify: bool,
+    server_name: Option<String>,
+}
+
+/// Pooled clients, one per distinct connection setting (usually one or two in all).
+#[derive(Debug, Clone)]
+pub struct Origins {
+    clients: Arc<RwLock<HashMap<ClientKey, HttpClient>>>,
+    roots: Arc<rustls::RootCertStore>,
+    idle_timeout: Duration,
+    max_idle: usize,
+    response_timeout: Duration,
+}
+
+/// Why forwarding failed, for the page and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginFailure {
+    /// Connection refused, reset, DNS, TLS: 502.
+    Unreachable,
+    /// No response headers in time, or connecting timed out: 504.
+    Timeout,
+}
+
+impl Origins {
+    /// Clients with the given pool settings; `response_timeout` bounds the wait for response
+    /// headers.
+    pub fn new(response_timeout: Duration) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            let _ = roots.add(cert);
+        }
+        Self {
+            clients: Arc::default(),
+            roots: Arc::new(roots),
+            idle_timeout: Duration::from_secs(90),
+            max_idle: 100,
+            response_timeout,
+        }
+    }
+
+    fn client(&self, origin: &Origin) -> Result<HttpClient, String> {
+        let key = ClientKey {
+            connect_timeout: origin.connect_timeout,
+            no_tls_verify: origin.no_tls_verify,
+            server_name: origin.server_name.clone(),
+        };
+        if let Some(c) = self.clients.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return Ok(c.clone());
+        }
+        let client = self.build(&key)?;
+        Ok(self.clients.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_insert(client).clone())
+    }
+
+    fn build(&self, key: &ClientKey) -> Result<HttpClient, String> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(key.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let tls = if key.no_tls_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth()
+        } else {
+            builder.with_root_certificates(self.roots.clone()).with_no_client_auth()
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        let connector = match &key.server_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
+                connector
+                    .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+                    .enable_http1()
+                    .wrap_connector(http)
+            }
+            None => connector.enable_http1().wrap_connector(http),
+        };
+        Ok(Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.idle_timeout)
+            .pool_max_idle_per_host(self.max_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector))
+    }
+
+    /// Sends `req` (already filtered, with an absolute URI) to the origin; relays an upgrade
+    /// when the origin accepts one.
+    pub async fn send(
+        &self,
+        origin: &Origin,
+        mut req: Request<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response, OriginFailure> {
+        let client = self.client(origin).map_err(|e| {
+            tracing::error!(error = %e, origin = %origin, "cannot set up a client for the origin");
+            OriginFailure::Unreachable
+        })?;
+        if client_upgrade.is_none() {
+            req.headers_mut().remove(header::UPGRADE);
+        }
+        let fut = client.request(req);
+        let mut resp = match tokio::time::timeout(self.response_timeout, fut).await {
+            Err(_) => return Err(OriginFailure::Timeout),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, origin = %origin, "origin request failed");
+                return Err(if is_timeout(&e) { OriginFailure::Timeout } else { OriginFailure::Unreachable });
+            }
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_side) = client_upgrade
+        {
+            let origin_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, origin_side) {
+                    Ok((c, o)) => {
+                        let (mut c, mut o) = (TokioIo::new(c), TokioIo::new(o));
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut o).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            let mut out = Response::from_parts(parts, Body::empty());
+            strip_hop_by_hop(out.headers_mut(), true);
+            return Ok(out);
+        }
+        let (parts, body) = resp.into_parts();
+        let mut out = Response::from_parts(parts, Body::new(body));
+        strip_hop_by_hop(out.headers_mut(), false);
+        Ok(out)
+    }
+}
+
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if s.to_string().contains("timed out") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Certificate verifier for `noTLSVerify`: accepts any certificate but still checks that the
+/// handshake is signed by it.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Removes hop-by-hop headers (and those the `Connection` header names). With `upgrade`, the
+/// `Connection: upgrade` / `Upgrade` pair is kept.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && *n == header::UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(n);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Removes every client-supplied `Cf-Access-*` header and the gateway's cookies.
+pub fn strip_gateway_headers(headers: &mut HeaderMap) {
+    let spoofable: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with("cf-access-") || *k == "cf-access-token").cloned().collect();
+    for k in spoofable {
+        headers.remove(k);
+    }
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    let mut kept = String::new();
+    for v in &cookies {
+        let Ok(s) = v.to_str() else { continue };
+        for pair in s.split(';') {
+            let pair = pair.trim();
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if pair.is_empty() || GATEWAY_COOKIES.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
+        }
+    }
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept)
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// What the origin is told about the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded<'a> {
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The scheme the client used.
+    pub proto: &'static str,
+    /// The `Host` the client sent.
+    pub host: &'a str,
+}
+
+/// Prepares a client request for the origin: absolute URI, filtered headers, `X-Forwarded-*`.
+pub fn upstream_request(
+    mut req: Request<Body>,
+    origin: &Origin,
+    fwd: Forwarded<'_>,
+    upgrade: bool,
+) -> Result<Request<Body>, http::Error> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme(if origin.https { "https" } else { "http" })
+        .authority(origin.authority.clone())
+        .path_and_query(pq)
+        .build()?;
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_11;
+    let h = req.headers_mut();
+    strip_hop_by_hop(h, upgrade);
+    strip_gateway_headers(h);
+    if let Ok(ip) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
+        h.insert(X_FORWARDED_FOR, ip);
+    }
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+    if let Ok(host) = HeaderValue::from_str(fwd.host) {
+        h.insert(X_FORWARDED_HOST, host);
+    }
+    if let Some(host) = &origin.host_header {
+        h.insert(header::HOST, host.clone());
+    }
+    Ok(req)
+}
+
+/// The page shown when the origin fails.
+pub fn failure_page(f: OriginFailure) -> Response {
+    let (status, title, text) = match f {
+        OriginFailure::Unreachable => (
+            StatusCode::BAD_GATEWAY,
+            "Bad gateway",
+            "The application's server could not be reached. Try again in a moment; if it keeps happening, tell the application's owner.",
+        ),
+        OriginFailure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "Gateway timeout",
+            "The application's server did not answer in time. Try again in a moment; if it keeps happening, tell the application's owner.",
+        ),
+    };
+    crate::pages::page(status, title, text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofed_identity_and_gateway_cookies_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("cf-access-jwt-assertion", HeaderValue::from_static("forged"));
+        h.insert("Cf-Access-Authenticated-User-Email", HeaderValue::from_static("ceo@example.com"));
+        h.insert("cf-access-client-secret", HeaderValue::from_static("s"));
+        h.insert("x-other", HeaderValue::from_static("kept"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; CF_Authorization=tok; cf_appsession=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("CF_Binding=y; b=2"));
+        strip_gateway_headers(&mut h);
+        assert!(h.keys().all(|k| !k.as_str().starts_with("cf-access-")), "{h:?}");
+        assert_eq!(h.get("x-other").map(|v| v.as_bytes()), Some(&b"kept"[..]));
+        assert_eq!(
+            h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap_or_default()).collect::<Vec<_>>(),
+            ["a=1; b=2"]
+        );
+        let mut only = HeaderMap::new();
+        only.insert(header::COOKIE, HeaderValue::from_static("CF_Authorization=tok"));
+        strip_gateway_headers(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_but_upgrades_survive_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade, x-secret-hop"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(is_upgrade(&h));
+        let mut up = h.clone();
+        strip_hop_by_hop(&mut up, true);
+        assert_eq!(up.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(up.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert!(up.get("x-secret-hop").is_none() && up.get(header::TRANSFER_ENCODING).is_none());
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get(header::UPGRADE).is_none() && h.get(header::CONNECTION).is_none());
+    }
+}
