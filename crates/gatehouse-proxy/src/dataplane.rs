@@ -99,6 +99,9 @@ struct CachedToken {
     ring: usize,
 }
 
+/// A signed service-token JWT and its expiry (Unix seconds).
+type SignedServiceJwt = (Arc<str>, i64);
+
 #[derive(Debug)]
 struct Metrics {
     allow: metrics::Counter,
@@ -141,7 +144,7 @@ struct Inner {
     service_tokens: ArcSwap<HashMap<String, ServiceTokenEntry>>,
     tokens: RwLock<HashMap<Box<str>, Arc<CachedToken>>>,
     identities: RwLock<HashMap<Uuid, Arc<Identity>>>,
-    service_jwts: RwLock<HashMap<(Uuid, AppId), (Arc<str>, i64)>>,
+    service_jwts: RwLock<HashMap<(Uuid, AppId), SignedServiceJwt>>,
     metrics: Metrics,
     ray_prefix: u32,
     ray_counter: AtomicU64,
