@@ -148,6 +148,8 @@ struct Inner {
     metrics: Metrics,
     ray_prefix: u32,
     ray_counter: AtomicU64,
+    /// The runtime the store's connections belong to; store calls made while serving run there.
+    control: tokio::runtime::Handle,
 }
 
 /// The data plane; cheap to clone.
@@ -210,6 +212,7 @@ impl DataPlane {
             metrics: Metrics::new(),
             ray_prefix: u32::from_be_bytes(prefix),
             ray_counter: AtomicU64::new(0),
+            control: tokio::runtime::Handle::current(),
         }));
         dp.reload_revocations().await?;
         dp.reload_service_tokens().await?;
@@ -485,9 +488,14 @@ impl DataPlane {
         {
             return Some(i.clone());
         }
-        let record = match self.0.store.get_user(user).await {
-            Ok(r) => r?,
+        let store = self.0.store.clone();
+        let record = match self.0.control.spawn(async move { store.get_user(user).await }).await {
+            Ok(Ok(r)) => r?,
             Err(e) => {
+                tracing::error!(error = %e, "user registry lookup failed");
+                return None;
+            }
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the user registry; treating the request as signed out");
                 return None;
             }

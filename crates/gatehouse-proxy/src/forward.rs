@@ -2,9 +2,11 @@
 //! both directions, streaming bodies, WebSocket (and any HTTP/1.1) upgrades, and clear
 //! 502/504 pages when the origin fails.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -40,10 +42,18 @@ struct ClientKey {
     server_name: Option<String>,
 }
 
-/// Pooled clients, one per distinct connection setting (usually one or two in all).
+thread_local! {
+    /// Each thread's own pools: a connection is only ever used by the thread (and runtime)
+    /// that opened it. Keyed by the [`Origins`] instance and the connection settings.
+    static CLIENTS: RefCell<HashMap<(u64, ClientKey), HttpClient>> = RefCell::new(HashMap::new());
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Pooled clients, one per thread and distinct connection setting (usually one or two).
 #[derive(Debug, Clone)]
 pub struct Origins {
-    clients: Arc<RwLock<HashMap<ClientKey, HttpClient>>>,
+    id: u64,
     roots: Arc<rustls::RootCertStore>,
     idle_timeout: Duration,
     max_idle: usize,
@@ -69,7 +79,7 @@ impl Origins {
             let _ = roots.add(cert);
         }
         Self {
-            clients: Arc::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             roots: Arc::new(roots),
             idle_timeout: Duration::from_secs(90),
             max_idle: 100,
@@ -83,11 +93,13 @@ impl Origins {
             no_tls_verify: origin.no_tls_verify,
             server_name: origin.server_name.clone(),
         };
-        if let Some(c) = self.clients.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-            return Ok(c.clone());
+        let key = (self.id, key);
+        if let Some(c) = CLIENTS.with_borrow(|m| m.get(&key).cloned()) {
+            return Ok(c);
         }
-        let client = self.build(&key)?;
-        Ok(self.clients.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_insert(client).clone())
+        let client = self.build(&key.1)?;
+        CLIENTS.with_borrow_mut(|m| m.insert(key, client.clone()));
+        Ok(client)
     }
 
     fn build(&self, key: &ClientKey) -> Result<HttpClient, String> {

@@ -42,3 +42,24 @@ async fn certs(State(state): State<PublicState>) -> impl IntoResponse {
     let doc = state.keys.load().certs_document();
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc))
 }
+
+/// The public listener for per-core serving: requests for the control routes
+/// (`/cdn-cgi/...`, `/populations/...`) run on `control_runtime`, where the store lives;
+/// everything else goes through the data plane on the thread that accepted it.
+pub fn per_core(control: Router, data_plane: DataPlane, control_runtime: tokio::runtime::Handle) -> Router {
+    let run = tower::service_fn(move |req: Request| {
+        let (control, handle) = (control.clone(), control_runtime.clone());
+        async move {
+            use tower::ServiceExt as _;
+            Ok::<_, std::convert::Infallible>(match handle.spawn(control.oneshot(req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            })
+        }
+    });
+    with_data_plane(
+        Router::new().route_service("/cdn-cgi/{*rest}", run.clone()).route_service("/populations/{*rest}", run),
+        data_plane,
+    )
+}

@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     /// Record every proxied request in the access log, not only new sessions, refusals,
     /// bypasses and service-token requests.
     pub log_every_request: bool,
+    /// Threads serving the public listener; 0 = one per CPU core.
+    pub threads: usize,
 }
 
 /// A secret read from configuration; `Debug` prints nothing.
@@ -264,7 +266,7 @@ fn defaults() -> serde_json::Value {
         "log_level": "info",
         "ingress": [],
         "entra": { "clouds": {} },
-        "proxy": { "origin_response_timeout": "100s", "log_every_request": false },
+        "proxy": { "origin_response_timeout": "100s", "log_every_request": false, "threads": 0 },
     })
 }
 

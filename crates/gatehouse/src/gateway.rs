@@ -55,6 +55,7 @@ pub struct Gateway {
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    public_threads: Vec<tokio::sync::oneshot::Receiver<()>>,
     refreshers: Vec<JoinHandle<()>>,
 }
 
@@ -97,25 +98,31 @@ impl Gateway {
             },
         })
         .await?;
-        let public_router = gatehouse_proxy::public::with_data_plane(
-            gatehouse_proxy::public::router(PublicState {
-                store: store.clone(),
-                oidc: std::sync::Arc::new(oidc),
-                keys: ring.clone(),
-                routes: routes.clone(),
-                team,
-            }),
-            data_plane,
-        );
+        // Sign-in and the other control routes run on this runtime (with the store); proxied
+        // requests stay on the listener thread that accepted them.
+        let control = gatehouse_proxy::public::router(PublicState {
+            store: store.clone(),
+            oidc: std::sync::Arc::new(oidc),
+            keys: ring.clone(),
+            routes: routes.clone(),
+            team,
+        });
+        let public_router =
+            gatehouse_proxy::public::per_core(control, data_plane, tokio::runtime::Handle::current());
         refreshers.extend([
             keys::spawn_refresher(store.clone(), ring),
             gatehouse_proxy::routes::spawn_refresher(store.clone(), routes),
             ingress::spawn_refresher(store.clone(), config.ingress.clone(), ingress),
         ]);
-        let tasks =
-            vec![tokio::spawn(serve(public, public_router, rx.clone())), tokio::spawn(serve(admin, admin_router, rx))];
+        let threads = match config.proxy.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let public_threads = serve_per_core(public, public_router, &rx, threads)
+            .map_err(|source| StartError::Bind { addr: public_addr, source })?;
+        let tasks = vec![tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
-        Ok(Self { public_addr, admin_addr, store, shutdown, tasks, refreshers })
+        Ok(Self { public_addr, admin_addr, store, shutdown, tasks, public_threads, refreshers })
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -123,6 +130,9 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         for r in &self.refreshers {
             r.abort();
+        }
+        for t in self.public_threads {
+            let _ = t.await;
         }
         for t in self.tasks {
             match t.await {
@@ -159,6 +169,43 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
     l.local_addr().map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Serves the public listener from `threads` threads, each with its own single-threaded
+/// runtime accepting from the same socket: a proxied request, its origin connection and its
+/// response stay on one thread, with no hand-off between threads (as nginx's workers do).
+/// Each returned receiver completes when its thread has finished serving.
+fn serve_per_core(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: &watch::Receiver<bool>,
+    threads: usize,
+) -> std::io::Result<Vec<tokio::sync::oneshot::Receiver<()>>> {
+    let std_listener = listener.into_std()?;
+    let mut done = Vec::with_capacity(threads);
+    for i in 0..threads.max(1) {
+        let socket = std_listener.try_clone()?;
+        let (router, stop) = (router.clone(), stop.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(l) => {
+                        if let Err(e) = serve(l, router, stop).await {
+                            tracing::warn!(error = %e, "public listener ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "public listener thread could not start"),
+                }
+            });
+            // Let connections still open finish their work before the runtime goes.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            let _ = tx.send(());
+        })?;
+        done.push(rx);
+    }
+    Ok(done)
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
