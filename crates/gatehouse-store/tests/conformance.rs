@@ -500,6 +500,67 @@ mod change_cases {
     }
 }
 
+mod failed_login_cases {
+    use super::*;
+    use gatehouse_store::{FailedLoginRecord, FailedLoginStore};
+
+    fn failure(idp: Option<IdpId>, subject: Option<&str>, at: i64, code: &str) -> FailedLoginRecord {
+        FailedLoginRecord {
+            id: uuid::Uuid::new_v4(),
+            created_at: at,
+            expires_at: at + 1000,
+            idp_id: idp,
+            subject: subject.map(str::to_owned),
+            user_id: subject.map(|_| uuid::Uuid::new_v4()),
+            email: subject.map(|s| format!("{s}@example.com")),
+            app_id: Some(gatehouse_core::AppId::generate()),
+            app_name: Some("Wiki".into()),
+            aud: Some("a".repeat(64)),
+            reason_code: code.into(),
+            reason: format!("because {code}"),
+            ip_address: "192.0.2.7".into(),
+            ray_id: format!("ray{at}"),
+        }
+    }
+
+    /// Failed sign-ins round-trip per user (IdP + subject), newest first, and stay bounded:
+    /// by age, and by count per user.
+    pub async fn failed_logins_are_kept_per_user_and_bounded(url: &str) {
+        let s = open(url).await;
+        let (idp, other) = (IdpId::generate(), IdpId::generate());
+        let first = failure(Some(idp), Some("sub-1"), 100, "policy_denied");
+        s.record_failed_login(&first, 3).await.unwrap_or_else(|e| panic!("{e}"));
+        let got = s.failed_logins(idp, "sub-1", 100, 10).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, vec![first.clone()]);
+        // Another IdP's user with the same subject, and a failure without a user: not this user's.
+        s.record_failed_login(&failure(Some(other), Some("sub-1"), 101, "x"), 3)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.record_failed_login(&failure(Some(idp), None, 102, "access_denied"), 3)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.failed_logins(idp, "sub-1", 100, 10).await.ok().map(|v| v.len()), Some(1));
+        // Only the newest `keep` of a user remain.
+        for at in 103..108 {
+            s.record_failed_login(&failure(Some(idp), Some("sub-1"), at, &format!("r{at}")), 3)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let got = s.failed_logins(idp, "sub-1", 107, 10).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.iter().map(|f| f.reason_code.as_str()).collect::<Vec<_>>(), ["r107", "r106", "r105"]);
+        assert_eq!(s.failed_logins(idp, "sub-1", 107, 2).await.ok().map(|v| v.len()), Some(2), "limit");
+        // Expired records are not listed, and the next insert deletes them.
+        assert_eq!(s.failed_logins(idp, "sub-1", 1105, 10).await.ok().map(|v| v.len()), Some(2));
+        s.record_failed_login(&failure(Some(idp), Some("sub-2"), 2000, "late"), 3)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.failed_logins(idp, "sub-1", 0, 10).await.ok().map(|v| v.len()), Some(0), "pruned");
+        assert_eq!(s.failed_logins(other, "sub-1", 0, 10).await.ok().map(|v| v.len()), Some(0), "pruned");
+        let late = s.failed_logins(idp, "sub-2", 2000, 10).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(late.len(), 1);
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -526,6 +587,7 @@ macro_rules! conformance {
 use app_cases::*;
 use cases::*;
 use change_cases::*;
+use failed_login_cases::*;
 use key_cases::*;
 use policy_cases::*;
 use token_cases::*;
@@ -547,6 +609,7 @@ conformance!(
     pending_sign_ins_are_single_use,
     policies_groups_and_attachments,
     service_tokens_crud,
+    failed_logins_are_kept_per_user_and_bounded,
 );
 
 /// The client secret never reaches the SQLite file in plaintext.
