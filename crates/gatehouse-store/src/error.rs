@@ -23,6 +23,10 @@ pub enum StoreError {
     /// A unique constraint was violated.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request cannot be answered as asked (a query beyond the store's bounds, a
+    /// reference to something that does not exist); the message says why, for the client.
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// Stored data cannot be decoded (hand-edited or from a newer version).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -19,6 +19,7 @@ mod migrate;
 mod org;
 mod page;
 mod policies;
+mod scim;
 mod service_tokens;
 mod tokens;
 mod users;
@@ -41,6 +42,10 @@ pub use keys::{KeyStore, StoredKey};
 pub use org::OrgStore;
 pub use page::{Page, Paged};
 pub use policies::{AppPolicies, PolicyStore};
+pub use scim::{
+    MemberChange, SCIM_MAX_FILTER_DEPTH, SCIM_MAX_FILTER_TERMS, SCIM_MAX_PAGE, ScimAttr, ScimDriftRecord, ScimFilter,
+    ScimGroupRecord, ScimLogFilter, ScimLogRecord, ScimMember, ScimOp, ScimSignIn, ScimStore, ScimUserRecord, ScimValue,
+};
 pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tokens::{ApiToken, TokenStore};
 pub use users::{PendingStore, SessionKind, SessionRecord, SessionStore, UserRecord, UserStore};

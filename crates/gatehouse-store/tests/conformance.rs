@@ -561,6 +561,200 @@ mod failed_login_cases {
     }
 }
 
+mod scim_cases {
+    use super::*;
+    use gatehouse_store::{
+        MemberChange, ScimAttr, ScimFilter, ScimGroupRecord, ScimLogFilter, ScimLogRecord, ScimOp, ScimStore,
+        ScimUserRecord, ScimValue, UserStore,
+    };
+    use serde_json::json;
+
+    fn user(idp: IdpId, id: &str, name: &str, email: Option<&str>, at: i64) -> ScimUserRecord {
+        ScimUserRecord {
+            id: id.into(),
+            idp_id: idp,
+            user_name: name.into(),
+            external_id: Some(format!("ext-{id}")),
+            display_name: Some(format!("User {id}")),
+            email: email.map(str::to_owned),
+            active: true,
+            resource: json!({"userName": name}),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn group(idp: IdpId, id: &str, name: &str, external: &str, at: i64) -> ScimGroupRecord {
+        ScimGroupRecord {
+            id: id.into(),
+            idp_id: idp,
+            display_name: name.into(),
+            external_id: Some(external.into()),
+            resource: json!({"displayName": name}),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn eq(attr: ScimAttr, v: &str) -> ScimFilter {
+        ScimFilter::Compare { attr, op: ScimOp::Eq, value: ScimValue::Str(v.into()) }
+    }
+
+    async fn names(s: &Store, idp: IdpId, f: Option<&ScimFilter>) -> Vec<String> {
+        let page = s.scim_list_users(idp, f, 0, 100).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.total as usize, page.items.len());
+        page.items.into_iter().map(|u| u.user_name).collect()
+    }
+
+    pub async fn scim_users_groups_filters_and_sign_in(url: &str) {
+        let s = open(url).await;
+        let a = idp("scim-a", 1, true);
+        let b = idp("scim-b", 2, true);
+        s.insert_idp(&a).await.unwrap_or_else(|e| panic!("{e}"));
+        s.insert_idp(&b).await.unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (a.id, b.id);
+        s.scim_insert_user(&user(a, "u1", "Ada@Contoso.com", Some("ada@mail.test"), 10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.scim_insert_user(&user(a, "u2", "bob@contoso.com", None, 20)).await.unwrap_or_else(|e| panic!("{e}"));
+        s.scim_insert_user(&user(a, "u3", "o'hara%_@contoso.com", None, 30)).await.unwrap_or_else(|e| panic!("{e}"));
+        // userName is unique per IdP regardless of case, and only per IdP.
+        let clash = s.scim_insert_user(&user(a, "u4", "ADA@contoso.COM", None, 40)).await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+        s.scim_insert_user(&user(b, "u5", "ada@contoso.com", None, 50)).await.unwrap_or_else(|e| panic!("{e}"));
+
+        // Filters: case-insensitive userName, case-exact externalId, operators, pagination.
+        assert_eq!(names(&s, a, Some(&eq(ScimAttr::UserName, "ada@CONTOSO.com"))).await, ["Ada@Contoso.com"]);
+        assert_eq!(names(&s, a, Some(&eq(ScimAttr::ExternalId, "ext-u2"))).await, ["bob@contoso.com"]);
+        assert!(names(&s, a, Some(&eq(ScimAttr::ExternalId, "EXT-U2"))).await.is_empty());
+        assert_eq!(names(&s, a, Some(&eq(ScimAttr::Email, "ADA@mail.test"))).await, ["Ada@Contoso.com"]);
+        let co = |v: &str, op| ScimFilter::Compare { attr: ScimAttr::UserName, op, value: ScimValue::Str(v.into()) };
+        // Wildcards and quotes are literal text.
+        assert_eq!(names(&s, a, Some(&co("%_", ScimOp::Co))).await, ["o'hara%_@contoso.com"]);
+        assert_eq!(names(&s, a, Some(&co("O'H", ScimOp::Sw))).await, ["o'hara%_@contoso.com"]);
+        assert_eq!(names(&s, a, Some(&co("contoso.com", ScimOp::Ew))).await.len(), 3);
+        let not_bob = ScimFilter::Not(Box::new(eq(ScimAttr::UserName, "bob@contoso.com")));
+        assert_eq!(names(&s, a, Some(&not_bob)).await.len(), 2);
+        let no_email = ScimFilter::Not(Box::new(ScimFilter::Present(ScimAttr::Email)));
+        assert_eq!(names(&s, a, Some(&no_email)).await.len(), 2);
+        let either = ScimFilter::Or(Box::new(eq(ScimAttr::Id, "u1")), Box::new(eq(ScimAttr::Id, "u2")));
+        assert_eq!(names(&s, a, Some(&either)).await.len(), 2);
+        let later = ScimFilter::Compare { attr: ScimAttr::Created, op: ScimOp::Gt, value: ScimValue::Time(15) };
+        assert_eq!(names(&s, a, Some(&later)).await.len(), 2);
+        let page = s.scim_list_users(a, None, 1, 1).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((page.total, page.items[0].id.as_str()), (3, "u2"));
+        assert_eq!(s.scim_list_users(a, None, 0, 0).await.map(|p| (p.total, p.items.len())).ok(), Some((3, 0)));
+
+        // Updates keep uniqueness; deactivation is stored.
+        let mut bob = s.scim_get_user(a, "u2").await.ok().flatten().unwrap_or_else(|| panic!("u2"));
+        assert!(s.scim_get_user(b, "u2").await.ok().flatten().is_none(), "ids are per IdP");
+        bob.user_name = "ADA@contoso.com".into();
+        assert!(matches!(s.scim_update_user(&bob).await, Err(StoreError::Conflict(_))));
+        bob.user_name = "robert@contoso.com".into();
+        bob.active = false;
+        bob.version = 2;
+        assert_eq!(s.scim_update_user(&bob).await.ok(), Some(true));
+        let inactive = ScimFilter::Compare { attr: ScimAttr::Active, op: ScimOp::Eq, value: ScimValue::Bool(false) };
+        assert_eq!(names(&s, a, Some(&inactive)).await, ["robert@contoso.com"]);
+
+        // Groups: unique names, members of the same IdP only, atomic membership changes.
+        s.scim_insert_group(&group(a, "g1", "Engineering", "OBJ-1", 10), &["u1".into()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dup = s.scim_insert_group(&group(a, "g2", "engineering", "obj-2", 11), &[]).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        let foreign = s.scim_insert_group(&group(a, "g3", "Sales", "obj-3", 12), &["u5".into()]).await;
+        assert!(matches!(foreign, Err(StoreError::Invalid(_))), "{foreign:?}");
+        assert!(s.scim_get_group(a, "g3").await.ok().flatten().is_none(), "a failed insert leaves nothing");
+        let mut g1 = s.scim_get_group(a, "g1").await.ok().flatten().unwrap_or_else(|| panic!("g1"));
+        g1.display_name = "Platform".into();
+        let bad = MemberChange { add: vec!["u3".into(), "nope".into()], remove: vec![] };
+        assert!(matches!(s.scim_update_group(&g1, &bad).await, Err(StoreError::Invalid(_))));
+        assert_eq!(s.scim_get_group(a, "g1").await.ok().flatten().map(|g| g.display_name), Some("Engineering".into()));
+        let change = MemberChange { add: vec!["u3".into(), "u2".into()], remove: vec!["u1".into()] };
+        assert_eq!(s.scim_update_group(&g1, &change).await.ok(), Some(true));
+        let members = s.scim_group_members("g1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(members.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>(), ["u3", "u2"]);
+        let has_u2 = eq(ScimAttr::Member, "u2");
+        let groups = s.scim_list_groups(a, Some(&has_u2), 0, 10).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(groups.items.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), ["g1"]);
+        assert_eq!(s.scim_user_groups("u3").await.map(|g| g.len()).ok(), Some(1));
+        // Deleting a user drops its memberships.
+        assert_eq!(s.scim_delete_user(a, "u3").await.ok(), Some(true));
+        assert_eq!(s.scim_group_members("g1").await.map(|m| m.len()).ok(), Some(1));
+
+        // Sign-in: registry users link by e-mail or object id; deactivation and drift show.
+        let reg = s
+            .record_sign_in(a, "entra:t:oid-ada", "ada@mail.test", "Ada", &json!({"groups": []}), 60)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ada = s.scim_get_user(a, "u1").await.ok().flatten().unwrap_or_else(|| panic!("u1"));
+        assert_eq!(
+            s.scim_linked_users(&ada).await.map(|u| u.iter().map(|u| u.id).collect::<Vec<_>>()).ok(),
+            Some(vec![reg.id])
+        );
+        let seen = s
+            .scim_sign_in(a, "entra:t:oid-ada", "ada@mail.test", &["obj-1".into(), "other".into()], 70)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!seen.deactivated);
+        assert_eq!(seen.group_names.get("obj-1").map(String::as_str), Some("Platform"));
+        assert_eq!(seen.drift, ["g1"]);
+        let drift = s.scim_drift(Some(a), Page::new(1, 10)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((drift.total, drift.items[0].group_name.as_str()), (1, "Platform"));
+        let robert =
+            s.scim_sign_in(a, "entra:t:x", "robert@contoso.com", &[], 80).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(robert.deactivated);
+
+        // The registry's seat and identity can be set; identity changes are announced.
+        let mut changes = s.subscribe();
+        assert_eq!(s.set_access_seat(reg.id, false, 90).await.ok(), Some(true));
+        assert_eq!(s.set_user_identity(reg.id, &json!({"groups": [{"id": "obj-1"}]}), 90).await.ok(), Some(true));
+        assert_eq!(changes.recv().await.ok(), Some(gatehouse_store::Change::Identities));
+        let reg = s.get_user(reg.id).await.ok().flatten().unwrap_or_else(|| panic!("registry user"));
+        assert!(!reg.access_seat);
+        assert_eq!(reg.identity["groups"][0]["id"], "obj-1");
+
+        // Deleting a group reports its former members.
+        assert_eq!(s.scim_delete_group(a, "g1").await.ok(), Some(Some(vec!["u2".to_owned()])));
+        assert_eq!(s.scim_delete_group(a, "g1").await.ok(), Some(None));
+
+        // The provisioning log filters by IdP, method and status.
+        let entry = |id: &str, method: &str, status: &str, at: i64| ScimLogRecord {
+            id: id.into(),
+            idp_id: a,
+            logged_at: at,
+            request_method: method.into(),
+            resource_type: "USER".into(),
+            cf_resource_id: Some("u1".into()),
+            idp_resource_id: None,
+            resource_user_email: Some("Ada@Contoso.com".into()),
+            resource_group_name: None,
+            status: status.into(),
+            error_description: None,
+            request_body: Some("{}".into()),
+        };
+        s.scim_log_append(&[entry("l1", "POST", "SUCCESS", 1), entry("l2", "PATCH", "FAILURE", 2)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let all = s.scim_logs(&ScimLogFilter { idp_ids: vec![a], ..Default::default() }, Page::new(1, 10)).await;
+        assert_eq!(
+            all.map(|p| p.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).ok(),
+            Some(vec!["l2".into(), "l1".into()])
+        );
+        let failed = ScimLogFilter {
+            statuses: vec!["FAILURE".into()],
+            resource_user_email: Some("ada@contoso.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.scim_logs(&failed, Page::new(1, 10)).await.map(|p| p.total).ok(), Some(1));
+        let other = ScimLogFilter { idp_ids: vec![b], ..Default::default() };
+        assert_eq!(s.scim_logs(&other, Page::new(1, 10)).await.map(|p| p.total).ok(), Some(0));
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -590,6 +784,7 @@ use change_cases::*;
 use failed_login_cases::*;
 use key_cases::*;
 use policy_cases::*;
+use scim_cases::*;
 use token_cases::*;
 use user_cases::*;
 
