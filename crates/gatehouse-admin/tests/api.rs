@@ -789,3 +789,75 @@ async fn user_registry_and_revoke_user() {
     let (s, _) = api.get(&api.path(&format!("/users/{}", uuid_like()))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn user_failed_logins_in_cloudflare_shape() {
+    use gatehouse_store::{FailedLoginRecord, FailedLoginStore as _, UserStore as _};
+    let api = api().await;
+    let idp = gatehouse_core::IdpId::generate();
+    let now = gatehouse_core::now_millis();
+    let failure = |subject: Option<&str>, at: i64, code: &str| FailedLoginRecord {
+        id: uuid::Uuid::new_v4(),
+        created_at: at,
+        expires_at: at + 30 * 24 * 3_600_000,
+        idp_id: Some(idp),
+        subject: subject.map(str::to_owned),
+        user_id: None,
+        email: subject.map(|_| "ada@example.com".to_owned()),
+        app_id: Some(gatehouse_core::AppId::generate()),
+        app_name: Some("Wiki".into()),
+        aud: Some("ab".repeat(32)),
+        reason_code: code.into(),
+        reason: format!("reason {code}"),
+        ip_address: "192.0.2.1".into(),
+        ray_id: format!("{at:016x}"),
+    };
+    // A failure before the user's first successful sign-in is theirs too (same IdP subject).
+    for f in [failure(Some("tid:ada"), now - 2000, "policy_denied"), failure(None, now - 1500, "access_denied")] {
+        api.store.record_failed_login(&f, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ada = api
+        .store
+        .record_sign_in(idp, "tid:ada", "ada@example.com", "Ada", &json!({}), now - 1000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bob = api
+        .store
+        .record_sign_in(idp, "tid:bob", "bob@example.com", "Bob", &json!({}), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    api.store
+        .record_failed_login(&failure(Some("tid:ada"), now - 500, "nonce_mismatch"), 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (s, b) = api.get(&api.path(&format!("/users/{}/failed_logins", ada.id))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["success"], json!(true));
+    let items = b["result"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{b}");
+    assert_eq!(b["result_info"]["total_count"], json!(2));
+    let newest = &items[0];
+    assert_eq!(newest["expiration"], json!((now - 500 + 30 * 24 * 3_600_000) / 1000));
+    let m = &newest["metadata"];
+    assert_eq!(m["reason_code"], json!("nonce_mismatch"));
+    assert_eq!(m["reason"], json!("reason nonce_mismatch"));
+    assert_eq!(m["app_name"], json!("Wiki"));
+    assert_eq!(m["aud"], json!("ab".repeat(32)));
+    assert_eq!(m["user_email"], json!("ada@example.com"));
+    assert_eq!(m["user_uuid"], json!(ada.id));
+    assert_eq!(m["ip"], json!("192.0.2.1"));
+    assert_eq!(m["idp_id"], json!(idp.to_string()));
+    assert_eq!(m["ray_id"], json!(format!("{:016x}", now - 500)));
+    assert!(m["datetime"].as_str().is_some_and(|d| d.ends_with('Z')), "{m}");
+    assert_eq!(items[1]["metadata"]["reason_code"], json!("policy_denied"));
+
+    let (s, b) = api.get(&api.path(&format!("/users/{}/failed_logins", bob.id))).await;
+    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!([])));
+    let (s, b) = api.get(&api.path(&format!("/users/{}/failed_logins", uuid_like()))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, b) = api.get(&api.path("/users/not-a-uuid/failed_logins")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = api.call(Method::GET, &api.path(&format!("/users/{}/failed_logins", ada.id)), Some(RO), None).await;
+    assert_eq!(s, StatusCode::OK, "read-only tokens may read");
+}

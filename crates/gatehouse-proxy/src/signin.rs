@@ -25,7 +25,8 @@ use gatehouse_core::policy::{Decision, RequestFacts};
 use gatehouse_core::{AppId, IdpId, now_millis};
 use gatehouse_oidc::{CallbackParams, OidcClient, PendingSignIn, SignedIn};
 use gatehouse_store::{
-    IdpFilter, IdpStore, OrgStore, Page, PendingStore, SessionKind, SessionRecord, SessionStore, Store, UserStore,
+    FailedLoginRecord, FailedLoginStore, IdpFilter, IdpStore, OrgStore, Page, PendingStore, SessionKind, SessionRecord,
+    SessionStore, Store, UserStore,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,6 +39,12 @@ use crate::token::{self, AccessClaims};
 const PENDING_TTL_MS: i64 = 15 * 60 * 1000;
 /// How long the one-time code handed to the application host lives.
 const CODE_TTL_MS: i64 = 60 * 1000;
+/// How long failed sign-ins are kept.
+pub const FAILED_LOGIN_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Failed sign-ins kept per user (newest first).
+pub const FAILED_LOGINS_PER_USER: u32 = 100;
+/// Failed sign-ins kept whose user the IdP did not name (IdP errors, invalid responses).
+pub const FAILED_LOGINS_WITHOUT_USER: u32 = 1000;
 
 /// The team domain as browsers reach it.
 #[derive(Debug, Clone)]
@@ -127,6 +134,60 @@ fn internal(what: &str) -> Response {
         "Something went wrong",
         "The sign-in could not be completed. Try again; if it keeps failing, tell your administrator.",
     )
+}
+
+/// A request id for failure pages and records (16 hex digits, as Cloudflare's Ray IDs).
+fn ray_id() -> String {
+    let mut b = [0u8; 8];
+    // A zero id is still a usable (if less unique) label; the random generator failing is
+    // reported where it matters (tokens, nonces).
+    let _ = gatehouse_core::secret::random_fill(&mut b);
+    hex::encode(b)
+}
+
+/// Who a failed sign-in was, when the IdP said.
+struct FailedUser<'a> {
+    subject: &'a str,
+    email: &'a str,
+}
+
+/// Records a failed sign-in at the callback and returns its Ray ID for the page. A store
+/// failure is logged, never shown: the user sees the sign-in failure either way.
+async fn record_failure(
+    state: &SignInState,
+    peer: SocketAddr,
+    idp: IdpId,
+    app: Option<AppId>,
+    who: Option<FailedUser<'_>>,
+    code: &str,
+    reason: &str,
+) -> String {
+    let ray = ray_id();
+    let now = now_millis();
+    let routes = state.routes.load();
+    let route = app.and_then(|a| routes.by_id(a));
+    let keep = if who.is_some() { FAILED_LOGINS_PER_USER } else { FAILED_LOGINS_WITHOUT_USER };
+    let record = FailedLoginRecord {
+        id: uuid::Uuid::new_v4(),
+        created_at: now,
+        expires_at: now.saturating_add(FAILED_LOGIN_RETENTION_MS),
+        idp_id: Some(idp),
+        subject: who.as_ref().map(|w| w.subject.to_owned()),
+        user_id: None,
+        email: who.as_ref().map(|w| w.email.to_owned()),
+        app_id: app,
+        app_name: route.map(|r| r.app.name.clone()),
+        aud: route.map(|r| r.app.aud.clone()),
+        reason_code: code.to_owned(),
+        reason: reason.to_owned(),
+        ip_address: peer.ip().to_string(),
+        ray_id: ray.clone(),
+    };
+    tracing::info!(%idp, app = ?app, code, ray = %ray, "failed sign-in recorded");
+    if let Err(e) = state.store.record_failed_login(&record, keep).await {
+        tracing::error!(error = %e, ray = %ray, "could not record a failed sign-in");
+    }
+    ray
 }
 
 fn host_of(headers: &HeaderMap) -> &str {
@@ -370,20 +431,45 @@ pub async fn callback(
         Ok(None) => return expired(),
         Err(e) => return internal(&e.to_string()),
     };
+    // From here on the sign-in is this browser's own: every failure is recorded (IdP tests
+    // excepted, which are an administrator's diagnostics).
+    let (idp_id, for_app) = (pending.oidc.idp_id, pending.app);
+    let fail = |status: StatusCode, code: &'static str, title: String, body: String| {
+        let state = &state;
+        async move {
+            let ray = match for_app {
+                Some(app) => Some(record_failure(state, peer, idp_id, Some(app), None, code, &title).await),
+                None => None,
+            };
+            let body = match ray {
+                Some(r) => format!("{body} (Ray ID: {r})"),
+                None => body,
+            };
+            page(status, &title, &body)
+        }
+    };
     let params = match CallbackParams::from_query(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
         Err(_) => {
-            return page(
+            return fail(
                 StatusCode::BAD_REQUEST,
-                "Invalid sign-in response",
-                "The identity provider's response could not be read.",
-            );
+                "callback_malformed",
+                "Invalid sign-in response".into(),
+                "The identity provider's response could not be read.".into(),
+            )
+            .await;
         }
     };
-    let idp = match state.store.get_idp(pending.oidc.idp_id).await {
+    let idp = match state.store.get_idp(idp_id).await {
         Ok(Some(i)) => i,
         Ok(None) => {
-            return page(StatusCode::BAD_REQUEST, "Sign-in not available", "The identity provider was removed.");
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "idp_removed",
+                "Sign-in not available".into(),
+                "The identity provider was removed.".into(),
+            )
+            .await;
         }
         Err(e) => return internal(&e.to_string()),
     };
@@ -397,29 +483,54 @@ pub async fn callback(
         Err(e) => {
             let d = e.diagnosis();
             tracing::warn!(idp = %idp.id, code = d.code, error = %e, "sign-in failed");
+            let ray = record_failure(
+                &state,
+                peer,
+                idp.id,
+                Some(app),
+                None,
+                &d.code,
+                &format!("{}: {}", d.title, d.explanation),
+            )
+            .await;
             return page(
                 StatusCode::UNAUTHORIZED,
                 &d.title,
-                "Signing in did not succeed. Try again; if it keeps failing, tell your administrator.",
+                &format!(
+                    "Signing in did not succeed. Try again; if it keeps failing, tell your administrator (Ray ID: {ray})."
+                ),
             );
         }
     };
     let routes = state.routes.load();
     let Some(route) = routes.by_id(app) else {
-        return page(StatusCode::NOT_FOUND, "Unknown application", "The application was removed.");
+        return fail(
+            StatusCode::NOT_FOUND,
+            "app_removed",
+            "Unknown application".into(),
+            "The application was removed.".into(),
+        )
+        .await;
     };
     let identity = policy_identity(&signed_in, idp.id);
     let facts = RequestFacts { identity: Some(&identity), ip: peer.ip(), country: None, service_token: None };
     let outcome = route.policies.evaluate(&facts);
     if outcome.decision != Decision::Allow {
         tracing::info!(app = %route.app.id, email = %identity.email, policy = ?outcome.policy, "access denied at sign-in");
+        let subject = signed_in.identity.user_key.as_string();
+        let reason = match outcome.policy {
+            Some(p) => format!("Denied by the application's policies (deciding policy {p})"),
+            None => "No policy of the application admits this user".to_owned(),
+        };
+        let who = FailedUser { subject: &subject, email: &identity.email };
+        let ray = record_failure(&state, peer, idp.id, Some(app), Some(who), "policy_denied", &reason).await;
         let msg = route
             .app
             .settings
             .custom_deny_message
             .as_deref()
             .unwrap_or("You signed in, but you do not have access to this application.");
-        return page(StatusCode::FORBIDDEN, "Access denied", msg);
+        return page(StatusCode::FORBIDDEN, "Access denied", &format!("{msg} (Ray ID: {ray})"));
     }
     let id = &signed_in.identity;
     let registry_identity = json!({

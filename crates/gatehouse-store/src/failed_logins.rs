@@ -79,6 +79,13 @@ pub trait FailedLoginStore {
         now: UnixMillis,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<FailedLoginRecord>, StoreError>> + Send;
+    /// The newest unexpired failed sign-ins of everyone (with or without a known user), at
+    /// most `limit`.
+    fn recent_failed_logins(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<FailedLoginRecord>, StoreError>> + Send;
 }
 
 type Row = (
@@ -179,6 +186,19 @@ impl FailedLoginStore for Store {
                  ORDER BY created_at DESC, id DESC LIMIT $3"
             )))
             .bind(key(idp, subject))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    async fn recent_failed_logins(&self, now: UnixMillis, limit: u32) -> Result<Vec<FailedLoginRecord>, StoreError> {
+        let rows: Vec<Row> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM failed_logins WHERE expires_at > $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+            )))
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(p)

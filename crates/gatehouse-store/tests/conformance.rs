@@ -524,7 +524,7 @@ mod failed_login_cases {
     }
 
     /// Failed sign-ins round-trip per user (IdP + subject), newest first, and stay bounded:
-    /// by age, and by count per user.
+    /// by age, and by count per user and for failures without a known user.
     pub async fn failed_logins_are_kept_per_user_and_bounded(url: &str) {
         let s = open(url).await;
         let (idp, other) = (IdpId::generate(), IdpId::generate());
@@ -549,6 +549,16 @@ mod failed_login_cases {
         let got = s.failed_logins(idp, "sub-1", 107, 10).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.iter().map(|f| f.reason_code.as_str()).collect::<Vec<_>>(), ["r107", "r106", "r105"]);
         assert_eq!(s.failed_logins(idp, "sub-1", 107, 2).await.ok().map(|v| v.len()), Some(2), "limit");
+        // Failures without a known user are bounded the same way.
+        for at in 108..113 {
+            s.record_failed_login(&failure(Some(idp), None, at, &format!("a{at}")), 3)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let recent = s.recent_failed_logins(112, 100).await.unwrap_or_else(|e| panic!("{e}"));
+        let codes: Vec<_> = recent.iter().map(|f| f.reason_code.as_str()).collect();
+        assert_eq!(codes, ["a112", "a111", "a110", "r107", "r106", "r105", "x"], "{codes:?}");
+        assert_eq!(recent[0].subject, None);
         // Expired records are not listed, and the next insert deletes them.
         assert_eq!(s.failed_logins(idp, "sub-1", 1105, 10).await.ok().map(|v| v.len()), Some(2));
         s.record_failed_login(&failure(Some(idp), Some("sub-2"), 2000, "late"), 3)

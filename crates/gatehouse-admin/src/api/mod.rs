@@ -73,6 +73,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/accounts/{account_id}/access/users/{user_id}", get(users::get))
         .route("/accounts/{account_id}/access/users/{user_id}/active_sessions", get(users::active_sessions))
         .route("/accounts/{account_id}/access/users/{user_id}/last_seen_identity", get(users::last_seen_identity))
+        .route("/accounts/{account_id}/access/users/{user_id}/failed_logins", get(users::failed_logins))
         .route("/accounts/{account_id}/access/organizations/revoke_user", post(users::revoke_user))
         .route("/accounts/{account_id}/access/keys", get(keys::get).put(keys::update))
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))

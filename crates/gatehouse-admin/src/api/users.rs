@@ -1,10 +1,11 @@
-//! The user registry: `/access/users` (seats, last login), a user's active sessions and last
-//! seen identity, and `organizations/revoke_user`, which ends every session of a user at once.
+//! The user registry: `/access/users` (seats, last login), a user's active sessions, last
+//! seen identity and failed sign-ins, and `organizations/revoke_user`, which ends every
+//! session of a user at once.
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use gatehouse_store::{SessionKind, SessionStore, UserRecord, UserStore};
+use gatehouse_store::{FailedLoginStore, SessionKind, SessionStore, UserRecord, UserStore};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -98,6 +99,43 @@ pub(crate) async fn last_seen_identity(
         obj.insert("account_id".into(), json!(state.account_id.to_string()));
     }
     Ok(ok(identity))
+}
+
+/// Most failed sign-ins listed for one user.
+const FAILED_LOGINS_LISTED: u32 = 1000;
+
+/// `users/{id}/failed_logins`: the user's failed sign-ins, newest first, in Cloudflare's shape
+/// (`expiration`, when the record goes, and `metadata`), plus why each failed.
+pub(crate) async fn failed_logins(
+    State(state): State<AdminState>,
+    uri: OriginalUri,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = load(&state, &uri, &id).await?;
+    let now = gatehouse_core::now_millis();
+    let found = state.store.failed_logins(user.idp_id, &user.subject, now, FAILED_LOGINS_LISTED).await?;
+    let items: Vec<Value> = found
+        .iter()
+        .map(|f| {
+            json!({
+                "expiration": f.expires_at / 1000,
+                "metadata": {
+                    "app_name": f.app_name.as_deref().unwrap_or_default(),
+                    "aud": f.aud.as_deref().unwrap_or_default(),
+                    "datetime": gatehouse_core::rfc3339(f.created_at),
+                    "ray_id": f.ray_id,
+                    "user_email": f.email.as_deref().unwrap_or(&user.email),
+                    "user_uuid": user.id,
+                    "idp_id": f.idp_id.map(|i| i.to_string()),
+                    "ip": f.ip_address,
+                    "reason_code": f.reason_code,
+                    "reason": f.reason,
+                },
+            })
+        })
+        .collect();
+    let n = items.len() as u64;
+    Ok(ok_list(items, 1, u32::try_from(n.max(1)).unwrap_or(u32::MAX), n))
 }
 
 /// Body of `organizations/revoke_user`.
