@@ -120,10 +120,24 @@ async fn env() -> Env {
         .await
         .unwrap();
 
-    let overrides = CloudOverrides::none().with(
-        gatehouse_core::idp::AzureCloud::Global,
-        CloudUrls { login_url: sim.login_url().to_owned(), graph_url: sim.graph_url().to_owned(), issuer_url: None },
-    );
+    // US Government stands for an unreachable IdP: nothing listens at its hosts.
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let overrides = CloudOverrides::none()
+        .with(
+            gatehouse_core::idp::AzureCloud::Global,
+            CloudUrls {
+                login_url: sim.login_url().to_owned(),
+                graph_url: sim.graph_url().to_owned(),
+                issuer_url: None,
+            },
+        )
+        .with(
+            gatehouse_core::idp::AzureCloud::UsGov,
+            CloudUrls { login_url: dead.clone(), graph_url: dead, issuer_url: None },
+        );
     let ring = keys::load_or_rotate(&store, keys::DEFAULT_ROTATION, gatehouse_core::now_millis()).await.unwrap();
     let keys = KeyRingHandle::new(ring);
     let state = SignInState {
@@ -470,4 +484,162 @@ async fn overage_user_signs_in_through_graph_and_bad_cookies_are_refused() {
     old.nbf = old.iat - 7200;
     let expired = gatehouse_proxy::token::sign(&env.keys.load(), &old).unwrap();
     assert_eq!(get_identity(expired).await.status(), 401);
+}
+
+/// The diagnosis section of a test-idp result page: its code, and the page for the words.
+fn assert_diagnosis(page: &str, code: &str, words: &[&str]) {
+    assert_eq!(diagnosis_code(page), Some(code), "{page}");
+    assert!(page.contains("How to fix it"), "{page}");
+    for w in words {
+        assert!(page.contains(w), "the page should say {w:?}:\n{page}");
+    }
+}
+
+#[tokio::test]
+async fn idp_test_diagnoses_an_expired_secret() {
+    let env = env().await;
+    let client_id = env.sim.tenant().read(|t| t.apps().next().map(|a| a.client_id)).unwrap();
+    // A new secret that has already expired, made through the emulator's admin API.
+    let created: serde_json::Value = env
+        .http
+        .post(format!("{}/apps/{client_id}/secrets", env.sim.admin_url()))
+        .json(&serde_json::json!({"expires": "2020-01-01"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let value = created["value"].as_str().unwrap().to_owned();
+    let mut idp = env.idp.clone();
+    idp.client_secret = SecretString::new(value);
+    env.store.replace_idp(&idp).await.unwrap();
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_diagnosis(
+        &page,
+        "client_secret_expired",
+        &["The Application Secret has expired", "create a new client secret"],
+    );
+    assert!(page.contains("AADSTS7000222"), "Entra's own message is shown: {page}");
+}
+
+#[tokio::test]
+async fn idp_test_diagnoses_a_missing_graph_permission() {
+    let env = env().await;
+    let client_id = env.sim.tenant().read(|t| t.apps().next().map(|a| a.client_id)).unwrap();
+    env.sim
+        .tenant()
+        .edit(|t| {
+            t.update_app(
+                client_id,
+                gatehouse_entra_sim::tenant::AppUpdate {
+                    graph_permissions: Some(vec![
+                        "openid".into(),
+                        "profile".into(),
+                        "email".into(),
+                        "User.Read".into(),
+                    ]),
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap();
+    // Dave's 252 groups do not fit in the token: they must be read from Microsoft Graph.
+    let page = test_idp(&env, "dave@contoso.onmicrosoft.com").await;
+    assert_diagnosis(&page, "graph_permission_missing", &["may not read group memberships", "GroupMember.Read.All"]);
+}
+
+#[tokio::test]
+async fn idp_test_diagnoses_a_wrong_directory_id() {
+    let env = env().await;
+    let mut idp = env.idp.clone();
+    let wrong = uuid::Uuid::new_v4();
+    idp.config.directory_id = Some(wrong);
+    env.store.replace_idp(&idp).await.unwrap();
+    // Entra shows this on its own page; the test finds it before anyone signs in.
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_diagnosis(&page, "tenant_not_found", &["does not exist in this cloud", "Directory (tenant) ID"]);
+    assert!(page.contains(&wrong.to_string()), "the configured directory id is shown: {page}");
+}
+
+#[tokio::test]
+async fn idp_test_diagnoses_clock_skew() {
+    let env = env().await;
+    // The IdP's clock runs ten minutes ahead of the gateway's: its tokens are not valid yet.
+    env.sim.advance_clock(std::time::Duration::from_secs(600));
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_diagnosis(&page, "clock_skew", &["clocks of the gateway and the identity provider disagree", "NTP"]);
+}
+
+#[tokio::test]
+async fn idp_test_diagnoses_an_unreachable_idp() {
+    let env = env().await;
+    let mut idp = env.idp.clone();
+    idp.config.azure_cloud = gatehouse_core::idp::AzureCloud::UsGov;
+    env.store.replace_idp(&idp).await.unwrap();
+    let page = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_diagnosis(
+        &page,
+        "idp_unreachable",
+        &["cannot be reached", "connection was refused", "/oauth2/v2.0/authorize"],
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_recorded_with_the_reason() {
+    use gatehouse_store::FailedLoginStore as _;
+    let env = env().await;
+    let now = || gatehouse_core::now_millis();
+    // Denied by the application's policies: the IdP named the user, so the record is theirs.
+    let r = to_callback(&env, "bob@contoso.onmicrosoft.com", "/").await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    let ray_at = page.find("Ray ID: ").expect("the denial page shows its Ray ID") + 8;
+    let ray = &page[ray_at..ray_at + 16];
+    let tid = env.sim.tenant_id();
+    let bob = env.sim.tenant().read(|t| t.user_by_upn("bob@contoso.onmicrosoft.com").map(|u| u.id)).unwrap();
+    let got = env.store.failed_logins(env.idp.id, &format!("entra:{tid}:{bob}"), now(), 10).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let f = &got[0];
+    assert_eq!(f.reason_code, "policy_denied");
+    assert_eq!(f.ray_id, ray);
+    assert_eq!(f.email.as_deref(), Some("bob@contoso.onmicrosoft.com"), "Bob has no mail: the UPN is his e-mail");
+    assert_eq!((f.app_name.as_deref(), f.aud.as_deref()), (Some("Wiki"), Some(env.aud.as_str())));
+    assert_eq!((f.idp_id, f.ip_address.as_str()), (Some(env.idp.id), "127.0.0.1"));
+    assert!(f.expires_at - f.created_at >= 30 * 24 * 3_600_000, "kept for 30 days");
+
+    // The IdP refuses (consent revoked): recorded without a user, with the diagnosis.
+    let client_id = env.sim.tenant().read(|t| t.apps().next().map(|a| a.client_id)).unwrap();
+    let edit = |consent: bool| {
+        env.sim
+            .tenant()
+            .edit(|t| {
+                t.update_app(
+                    client_id,
+                    gatehouse_entra_sim::tenant::AppUpdate { admin_consent: Some(consent), ..Default::default() },
+                )
+            })
+            .unwrap()
+    };
+    edit(false);
+    let r = to_callback(&env, "alice@contoso.onmicrosoft.com", "/").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Ray ID: "));
+    let recent = env.store.recent_failed_logins(now(), 10).await.unwrap();
+    assert_eq!(recent[0].reason_code, "consent_required", "{recent:?}");
+    assert_eq!((recent[0].subject.as_deref(), recent[0].email.as_deref()), (None, None));
+    assert!(recent[0].reason.contains("Admin consent has not been granted"), "{}", recent[0].reason);
+    edit(true);
+
+    // The ID token fails validation (the IdP's clock is ahead): recorded as clock skew.
+    env.sim.advance_clock(std::time::Duration::from_secs(600));
+    let r = to_callback(&env, "alice@contoso.onmicrosoft.com", "/").await;
+    assert_eq!(r.status(), 401);
+    let recent = env.store.recent_failed_logins(now(), 10).await.unwrap();
+    assert_eq!(recent[0].reason_code, "clock_skew", "{recent:?}");
+    assert_eq!(recent.len(), 3);
+
+    // IdP tests are diagnostics, not sign-ins: not recorded.
+    let _ = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
+    assert_eq!(env.store.recent_failed_logins(now(), 10).await.unwrap().len(), 3);
 }
