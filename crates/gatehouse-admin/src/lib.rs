@@ -1,5 +1,5 @@
-//! The admin listener: the Cloudflare-compatible REST API under `/client/v4`, plus
-//! `/healthz`, `/readyz` and `/metrics`.
+//! The admin listener: the Cloudflare-compatible REST API under `/client/v4`, the web
+//! dashboard under `/`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every API response uses Cloudflare's envelope (`success`, `errors`, `messages`, `result`,
 //! `result_info`), including errors raised before a handler runs (authentication, bad JSON,
@@ -7,6 +7,7 @@
 //! through its capability traits and never reaches into the data plane.
 
 mod api;
+mod dashboard;
 mod health;
 
 use axum::Router;
@@ -15,6 +16,7 @@ use gatehouse_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use api::envelope::{ApiError, ErrorCode};
+pub use dashboard::SESSION_COOKIE;
 
 /// Largest request body the API accepts (1 MiB); larger bodies get `413`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -36,5 +38,8 @@ pub struct AdminState {
 
 /// The admin listener's router.
 pub fn router(state: AdminState) -> Router {
-    Router::new().nest("/client/v4", api::router(state.clone())).merge(health::router(state))
+    Router::new()
+        .nest("/client/v4", api::router(state.clone()))
+        .merge(health::router(state.clone()))
+        .merge(dashboard::router(state))
 }

@@ -10,6 +10,7 @@
 
 mod apps;
 mod changes;
+mod dashboard;
 mod dataplane;
 mod error;
 mod failed_logins;
@@ -34,6 +35,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use apps::AppStore;
 pub use changes::{Change, PG_CHANNEL};
+pub use dashboard::{DashboardSession, DashboardSessionStore};
 pub use dataplane::{AccessLogFilter, AccessLogRecord, DataPlaneStore, StoredIngress};
 pub use error::StoreError;
 pub use failed_logins::{FailedLoginRecord, FailedLoginStore};

@@ -29,6 +29,7 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     9 "data_plane" "0009_data_plane.sql",
     11 "scim" "0011_scim.sql",
     10 "failed_logins" "0010_failed_logins.sql",
+    12 "dashboard_sessions" "0012_dashboard_sessions.sql",
 );
 
 const POSTGRES: &[Migration] = migrations!("postgres":
@@ -41,6 +42,7 @@ const POSTGRES: &[Migration] = migrations!("postgres":
     9 "data_plane" "0009_data_plane.sql",
     11 "scim" "0011_scim.sql",
     10 "failed_logins" "0010_failed_logins.sql",
+    12 "dashboard_sessions" "0012_dashboard_sessions.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

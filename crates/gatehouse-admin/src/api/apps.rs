@@ -128,8 +128,14 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<AppInput>,
 ) -> Result<Response, ApiError> {
-    let draft = input.validate(&idp_ids(&state).await?)?;
-    let policies = resolve_policies(&state, input.policies.as_deref().unwrap_or_default(), &[]).await?;
+    let app = create_app(&state, &input).await?;
+    Ok(ok(render(&state, &app).await?))
+}
+
+/// Validates and stores a new application with the policies of `input`.
+pub(crate) async fn create_app(state: &AdminState, input: &AppInput) -> Result<Application, ApiError> {
+    let draft = input.validate(&idp_ids(state).await?)?;
+    let policies = resolve_policies(state, input.policies.as_deref().unwrap_or_default(), &[]).await?;
     let now = now_millis();
     let app = Application {
         id: AppId::generate(),
@@ -148,7 +154,7 @@ pub(crate) async fn create(
         return Err(e.into());
     }
     tracing::info!(app = %app.id, domain = %app.domain, "application created");
-    Ok(ok(render(&state, &app).await?))
+    Ok(app)
 }
 
 async fn load(state: &AdminState, uri: &OriginalUri, raw: &str) -> Result<Application, ApiError> {
@@ -177,9 +183,20 @@ pub(crate) async fn replace(
     ApiJson(input): ApiJson<AppInput>,
 ) -> Result<Response, ApiError> {
     let old = load(&state, &uri, &id).await?;
-    let draft = input.validate(&idp_ids(&state).await?)?;
+    let app = replace_app(&state, old, &input).await?;
+    Ok(ok(render(&state, &app).await?))
+}
+
+/// Validates and stores a full replace of `old`; `input.policies` absent keeps the attached
+/// policies.
+pub(crate) async fn replace_app(
+    state: &AdminState,
+    old: Application,
+    input: &AppInput,
+) -> Result<Application, ApiError> {
+    let draft = input.validate(&idp_ids(state).await?)?;
     let policies = match &input.policies {
-        Some(p) => Some(resolve_policies(&state, p, &owned_ids(&state, old.id).await?).await?),
+        Some(p) => Some(resolve_policies(state, p, &owned_ids(state, old.id).await?).await?),
         None => None,
     };
     let app = Application {
@@ -196,7 +213,7 @@ pub(crate) async fn replace(
     if let Some(p) = policies {
         state.store.set_app_policies(app.id, &p).await?;
     }
-    Ok(ok(render(&state, &app).await?))
+    Ok(app)
 }
 
 pub(crate) async fn delete(
@@ -229,10 +246,21 @@ pub(crate) async fn create_policy(
     State(state): State<AdminState>,
     uri: OriginalUri,
     Path((_, id)): Path<(String, String)>,
-    ApiJson(mut input): ApiJson<PolicyInput>,
+    ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, ApiError> {
     let app = load(&state, &uri, &id).await?;
-    let current = state.store.app_policies(app.id).await?;
+    let (p, n) = add_app_policy(&state, app.id, input).await?;
+    Ok(ok(render_policy(&p, Some(n), None)))
+}
+
+/// Validates `input` and attaches it to the application (after its other policies unless
+/// `input.precedence` says otherwise); returns the stored policy and its precedence.
+pub(crate) async fn add_app_policy(
+    state: &AdminState,
+    app: AppId,
+    mut input: PolicyInput,
+) -> Result<(gatehouse_core::policy::input::StoredPolicy, u32), ApiError> {
+    let current = state.store.app_policies(app).await?;
     let next = current.iter().map(|(_, n)| *n).max().unwrap_or(0) + 1;
     input.precedence = Some(input.precedence.unwrap_or(i64::from(next)));
     let mut inputs: Vec<PolicyInput> = current
@@ -250,12 +278,11 @@ pub(crate) async fn create_policy(
         inputs.push(PolicyInput { id: None, ..input });
     }
     let owned: Vec<Uuid> = current.iter().filter(|(p, _)| !p.reusable).map(|(p, _)| p.id).collect();
-    let resolved = resolve_policies(&state, &inputs, &owned).await?;
+    let resolved = resolve_policies(state, &inputs, &owned).await?;
     let added = resolved.links.last().map(|(id, _)| *id);
-    state.store.set_app_policies(app.id, &resolved).await?;
-    let policies = state.store.app_policies(app.id).await?;
-    let (p, n) = policies.iter().find(|(p, _)| Some(p.id) == added).ok_or_else(|| ApiError::not_found("policy"))?;
-    Ok(ok(render_policy(p, Some(*n), None)))
+    state.store.set_app_policies(app, &resolved).await?;
+    let policies = state.store.app_policies(app).await?;
+    policies.into_iter().find(|(p, _)| Some(p.id) == added).ok_or_else(|| ApiError::not_found("policy"))
 }
 
 async fn app_policy(
@@ -289,7 +316,23 @@ pub(crate) async fn replace_policy(
     Path((_, app, policy)): Path<(String, String, String)>,
     ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, ApiError> {
-    let (app, policies, pid) = app_policy(&state, &uri, &app, &policy).await?;
+    let (app, _, pid) = app_policy(&state, &uri, &app, &policy).await?;
+    let (p, n) = replace_app_policy(&state, app.id, pid, input).await?;
+    Ok(ok(render_policy(&p, Some(n), None)))
+}
+
+/// Validates `input` and replaces the application's own policy `pid` with it (reusable
+/// policies are changed through `/access/policies`).
+pub(crate) async fn replace_app_policy(
+    state: &AdminState,
+    app: AppId,
+    pid: Uuid,
+    input: PolicyInput,
+) -> Result<(gatehouse_core::policy::input::StoredPolicy, u32), ApiError> {
+    let policies = state.store.app_policies(app).await?;
+    if !policies.iter().any(|(p, _)| p.id == pid) {
+        return Err(ApiError::not_found("policy"));
+    }
     let owned: Vec<Uuid> = policies.iter().filter(|(p, _)| !p.reusable).map(|(p, _)| p.id).collect();
     if !owned.contains(&pid) {
         return Err(ApiError::new(
@@ -312,11 +355,10 @@ pub(crate) async fn replace_policy(
             }
         })
         .collect();
-    let resolved = resolve_policies(&state, &inputs, &owned).await?;
-    state.store.set_app_policies(app.id, &resolved).await?;
-    let policies = state.store.app_policies(app.id).await?;
-    let (p, n) = policies.iter().find(|(p, _)| p.id == pid).ok_or_else(|| ApiError::not_found("policy"))?;
-    Ok(ok(render_policy(p, Some(*n), None)))
+    let resolved = resolve_policies(state, &inputs, &owned).await?;
+    state.store.set_app_policies(app, &resolved).await?;
+    let policies = state.store.app_policies(app).await?;
+    policies.into_iter().find(|(p, _)| p.id == pid).ok_or_else(|| ApiError::not_found("policy"))
 }
 
 /// Detaches a policy from the application (deleting it when the application owned it).
@@ -325,8 +367,18 @@ pub(crate) async fn delete_policy(
     uri: OriginalUri,
     Path((_, app, policy)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let (app, policies, pid) = app_policy(&state, &uri, &app, &policy).await?;
-    let links = policies.iter().filter(|(p, _)| p.id != pid).map(|(p, n)| (p.id, *n)).collect();
-    state.store.set_app_policies(app.id, &AppPolicies { owned: Vec::new(), links }).await?;
+    let (app, _, pid) = app_policy(&state, &uri, &app, &policy).await?;
+    remove_app_policy(&state, app.id, pid).await?;
     Ok(ok(json!({"id": pid})))
+}
+
+/// Detaches policy `pid` from the application, deleting it when the application owned it.
+pub(crate) async fn remove_app_policy(state: &AdminState, app: AppId, pid: Uuid) -> Result<(), ApiError> {
+    let policies = state.store.app_policies(app).await?;
+    if !policies.iter().any(|(p, _)| p.id == pid) {
+        return Err(ApiError::not_found("policy"));
+    }
+    let links = policies.iter().filter(|(p, _)| p.id != pid).map(|(p, n)| (p.id, *n)).collect();
+    state.store.set_app_policies(app, &AppPolicies { owned: Vec::new(), links }).await?;
+    Ok(())
 }

@@ -63,12 +63,29 @@ pub struct ErrorItem {
 pub struct ApiError {
     status: StatusCode,
     errors: Vec<ErrorItem>,
+    /// The field errors this failure came from, kept so the dashboard can show each one
+    /// beside its field.
+    fields: Option<ValidationErrors>,
 }
 
 impl ApiError {
     /// A failure with one error.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, errors: vec![ErrorItem { code: code as u32, message: message.into(), source: None }] }
+        Self {
+            status,
+            errors: vec![ErrorItem { code: code as u32, message: message.into(), source: None }],
+            fields: None,
+        }
+    }
+
+    /// The field errors, when this is a validation failure.
+    pub fn field_errors(&self) -> Option<&ValidationErrors> {
+        self.fields.as_ref()
+    }
+
+    /// The messages of `errors[]`.
+    pub fn messages(&self) -> impl Iterator<Item = &str> {
+        self.errors.iter().map(|e| e.message.as_str())
     }
 
     /// The HTTP status.
@@ -106,14 +123,14 @@ impl From<ValidationErrors> for ApiError {
     fn from(errs: ValidationErrors) -> Self {
         let errors = errs
             .0
-            .into_iter()
+            .iter()
             .map(|e| ErrorItem {
                 code: ErrorCode::InvalidRequest as u32,
                 message: format!("access.api.error.invalid_request: {}: {}", e.path, e.message),
                 source: Some(json!({ "pointer": format!("/{}", e.path.replace('.', "/")) })),
             })
             .collect();
-        Self { status: StatusCode::BAD_REQUEST, errors }
+        Self { status: StatusCode::BAD_REQUEST, errors, fields: Some(errs) }
     }
 }
 

@@ -49,7 +49,7 @@ fn render(base: &str, idp: &IdentityProvider, scim_secret: Option<&SecretString>
     if let Some(e) = &c.email_claim_name {
         config.insert("email_claim_name".into(), json!(e));
     }
-    config.insert("redirect_url".into(), json!(format!("{base}/cdn-cgi/access/callback")));
+    config.insert("redirect_url".into(), json!(redirect_url(base)));
 
     let s = &idp.scim;
     let mut scim = json!({
@@ -58,7 +58,7 @@ fn render(base: &str, idp: &IdentityProvider, scim_secret: Option<&SecretString>
         "seat_deprovision": s.seat_deprovision,
         "group_member_deprovision": s.group_member_deprovision,
         "identity_update_behavior": s.identity_update_behavior,
-        "scim_base_url": format!("{base}/populations/{}/scim/v2", idp.id),
+        "scim_base_url": scim_base_url(base, idp.id),
     });
     if let (Some(secret), Some(obj)) = (scim_secret, scim.as_object_mut()) {
         obj.insert("secret".into(), json!(secret.expose()));
@@ -75,7 +75,7 @@ fn render(base: &str, idp: &IdentityProvider, scim_secret: Option<&SecretString>
     })
 }
 
-async fn base(state: &AdminState) -> Result<String, ApiError> {
+pub(crate) async fn base(state: &AdminState) -> Result<String, ApiError> {
     let org = state.store.organization().await?;
     Ok(team_base(state, &org))
 }
@@ -95,6 +95,16 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<IdpInput>,
 ) -> Result<Response, ApiError> {
+    let (idp, scim_secret) = create_idp(&state, input).await?;
+    Ok(ok(render(&base(&state).await?, &idp, scim_secret.as_ref())))
+}
+
+/// Validates and stores a new identity provider; returns it with its SCIM secret when SCIM
+/// is enabled (the one time that secret exists in the clear).
+pub(crate) async fn create_idp(
+    state: &AdminState,
+    input: IdpInput,
+) -> Result<(IdentityProvider, Option<SecretString>), ApiError> {
     let draft = input.validate(None)?;
     let now = now_millis();
     let (scim_secret, scim_secret_hash) = if draft.scim.enabled {
@@ -116,7 +126,7 @@ pub(crate) async fn create(
     };
     state.store.insert_idp(&idp).await?;
     tracing::info!(idp = %idp.id, kind = idp.kind.as_str(), scim = idp.scim.enabled, "identity provider created");
-    Ok(ok(render(&base(&state).await?, &idp, scim_secret.as_ref())))
+    Ok((idp, scim_secret))
 }
 
 /// Query of the list endpoint.
@@ -168,6 +178,17 @@ pub(crate) async fn replace(
     ApiJson(input): ApiJson<IdpInput>,
 ) -> Result<Response, ApiError> {
     let existing = load(&state, &uri, &id).await?;
+    let (idp, scim_secret) = replace_idp(&state, existing, input).await?;
+    Ok(ok(render(&base(&state).await?, &idp, scim_secret.as_ref())))
+}
+
+/// Validates and stores a full replace of `existing`; returns the stored IdP and the SCIM
+/// secret when this replace enabled SCIM for the first time.
+pub(crate) async fn replace_idp(
+    state: &AdminState,
+    existing: IdentityProvider,
+    input: IdpInput,
+) -> Result<(IdentityProvider, Option<SecretString>), ApiError> {
     let draft = input.validate(Some(&existing))?;
     let mut scim_secret = None;
     let mut scim_secret_hash = existing.scim_secret_hash.clone();
@@ -191,7 +212,7 @@ pub(crate) async fn replace(
         return Err(ApiError::not_found("identity provider"));
     }
     tracing::info!(idp = %idp.id, scim = idp.scim.enabled, "identity provider replaced");
-    Ok(ok(render(&base(&state).await?, &idp, scim_secret.as_ref())))
+    Ok((idp, scim_secret))
 }
 
 pub(crate) async fn delete(
@@ -213,7 +234,16 @@ pub(crate) async fn refresh_scim_secret(
     uri: OriginalUri,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let mut idp = load(&state, &uri, &id).await?;
+    let idp = load(&state, &uri, &id).await?;
+    let (idp, secret) = refresh_idp_scim_secret(&state, idp).await?;
+    Ok(ok(render(&base(&state).await?, &idp, Some(&secret))))
+}
+
+/// Replaces the SCIM secret of `idp`; returns the IdP and the new secret, shown once.
+pub(crate) async fn refresh_idp_scim_secret(
+    state: &AdminState,
+    mut idp: IdentityProvider,
+) -> Result<(IdentityProvider, SecretString), ApiError> {
     let (secret, hash) = new_scim_secret()?;
     idp.scim_secret_hash = Some(hash);
     idp.updated_at = now_millis();
@@ -221,5 +251,15 @@ pub(crate) async fn refresh_scim_secret(
         return Err(ApiError::not_found("identity provider"));
     }
     tracing::info!(idp = %idp.id, "SCIM secret refreshed");
-    Ok(ok(render(&base(&state).await?, &idp, Some(&secret))))
+    Ok((idp, secret))
+}
+
+/// The redirect URI to register with the IdP.
+pub(crate) fn redirect_url(base: &str) -> String {
+    format!("{base}/cdn-cgi/access/callback")
+}
+
+/// The SCIM base URL of an IdP, to give to Entra's provisioning.
+pub(crate) fn scim_base_url(base: &str, id: IdpId) -> String {
+    format!("{base}/populations/{id}/scim/v2")
 }

@@ -46,15 +46,21 @@ pub(crate) async fn update(
     State(state): State<AdminState>,
     ApiJson(body): ApiJson<KeySettings>,
 ) -> Result<Response, ApiError> {
-    if !(21..=365).contains(&body.key_rotation_interval_days) {
+    set_rotation_interval(&state, body.key_rotation_interval_days).await?;
+    settings(&state).await
+}
+
+/// Validates and stores the scheduled rotation interval.
+pub(crate) async fn set_rotation_interval(state: &AdminState, days: u32) -> Result<(), ApiError> {
+    if !(21..=365).contains(&days) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest,
             "access.api.error.invalid_request: key_rotation_interval_days: must be between 21 and 365",
         ));
     }
-    state.store.set_rotation_interval_days(body.key_rotation_interval_days).await?;
-    settings(&state).await
+    state.store.set_rotation_interval_days(days).await?;
+    Ok(())
 }
 
 /// Rotates now; the previous key stays valid for the grace period.

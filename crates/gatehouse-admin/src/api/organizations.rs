@@ -36,9 +36,18 @@ pub(crate) async fn update(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<OrganizationInput>,
 ) -> Result<Response, ApiError> {
+    let org = update_organization(&state, input).await?;
+    Ok(ok(render(&state, &org)))
+}
+
+/// Validates `input` against the current organisation and stores the result.
+pub(crate) async fn update_organization(
+    state: &AdminState,
+    input: OrganizationInput,
+) -> Result<Organization, ApiError> {
     let org = state.store.organization().await?;
     let org = input.apply(org, gatehouse_core::now_millis())?;
     state.store.put_organization(&org).await?;
     tracing::info!(name = %org.name, "organization updated");
-    Ok(ok(render(&state, &org)))
+    Ok(org)
 }

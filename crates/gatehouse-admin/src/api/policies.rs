@@ -163,12 +163,17 @@ pub(crate) async fn create_group(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<GroupInput>,
 ) -> Result<Response, ApiError> {
-    let groups = group_ids(&state).await?;
+    Ok(ok(render_group(&create_access_group(&state, &input).await?)))
+}
+
+/// Validates and stores a new Access group.
+pub(crate) async fn create_access_group(state: &AdminState, input: &GroupInput) -> Result<StoredGroup, ApiError> {
+    let groups = group_ids(state).await?;
     let (name, rules) = input.validate(RuleContext { geo_enabled: GEO_ENABLED, groups: &groups })?;
     let now = now_millis();
     let g = StoredGroup { id: Uuid::new_v4(), name, rules, created_at: now, updated_at: now };
     state.store.insert_group(&g).await?;
-    Ok(ok(render_group(&g)))
+    Ok(g)
 }
 
 async fn load_group(state: &AdminState, uri: &OriginalUri, raw: &str) -> Result<StoredGroup, ApiError> {
@@ -191,12 +196,21 @@ pub(crate) async fn replace_group(
     ApiJson(input): ApiJson<GroupInput>,
 ) -> Result<Response, ApiError> {
     let old = load_group(&state, &uri, &id).await?;
+    Ok(ok(render_group(&replace_access_group(&state, old, &input).await?)))
+}
+
+/// Validates and stores a full replace of the Access group `old`.
+pub(crate) async fn replace_access_group(
+    state: &AdminState,
+    old: StoredGroup,
+    input: &GroupInput,
+) -> Result<StoredGroup, ApiError> {
     // A group may not reference itself.
-    let groups: Vec<Uuid> = group_ids(&state).await?.into_iter().filter(|g| *g != old.id).collect();
+    let groups: Vec<Uuid> = group_ids(state).await?.into_iter().filter(|g| *g != old.id).collect();
     let (name, rules) = input.validate(RuleContext { geo_enabled: GEO_ENABLED, groups: &groups })?;
     let g = StoredGroup { id: old.id, name, rules, created_at: old.created_at, updated_at: now_millis() };
     state.store.replace_group(&g).await?;
-    Ok(ok(render_group(&g)))
+    Ok(g)
 }
 
 pub(crate) async fn delete_group(

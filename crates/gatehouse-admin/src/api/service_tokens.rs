@@ -59,7 +59,7 @@ fn duration_ms(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Body of create and update.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenInput {
     name: Option<String>,
@@ -70,6 +70,13 @@ pub(crate) struct TokenInput {
     /// Read-only; accepted so a fetched token can be sent back.
     #[allow(dead_code)]
     previous_client_secret_expires_at: Option<Value>,
+}
+
+impl TokenInput {
+    /// The input of a create with these fields.
+    pub(crate) fn new(name: Option<String>, duration: Option<String>) -> Self {
+        Self { name, duration, ..Self::default() }
+    }
 }
 
 fn name(input: &TokenInput) -> Result<String, ApiError> {
@@ -83,7 +90,16 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<TokenInput>,
 ) -> Result<Response, ApiError> {
-    let name = name(&input)?;
+    let (t, secret) = create_service_token(&state, &input).await?;
+    Ok(ok(render(&t, Some(&secret))))
+}
+
+/// Validates and stores a new service token; returns it with its secret, shown once.
+pub(crate) async fn create_service_token(
+    state: &AdminState,
+    input: &TokenInput,
+) -> Result<(ServiceTokenRecord, SecretString), ApiError> {
+    let name = name(input)?;
     let duration = input.duration.clone().unwrap_or_else(|| DEFAULT_DURATION.to_owned());
     let ttl = duration_ms(&duration)?;
     let secret = SecretString::new(random_hex(32)?);
@@ -104,7 +120,7 @@ pub(crate) async fn create(
     };
     state.store.insert_service_token(&t).await?;
     tracing::info!(token = %t.id, "service token created");
-    Ok(ok(render(&t, Some(&secret))))
+    Ok((t, secret))
 }
 
 pub(crate) async fn list(
