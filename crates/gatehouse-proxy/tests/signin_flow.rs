@@ -643,3 +643,26 @@ async fn failed_sign_ins_are_recorded_with_the_reason() {
     let _ = test_idp(&env, "alice@contoso.onmicrosoft.com").await;
     assert_eq!(env.store.recent_failed_logins(now(), 10).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_callback_is_bound_to_the_browser_that_started_the_sign_in() {
+    use gatehouse_store::FailedLoginStore as _;
+    let env = env().await;
+    let p = env.port;
+    let login = format!("http://auth.localhost:{p}/cdn-cgi/access/login/app.localhost:{p}?kid={}", env.aud);
+    // The attacker starts a sign-in and gets a genuine callback URL for it...
+    let r = env.http.get(&login).send().await.unwrap();
+    let (authorize, attacker) = (location(&r), set_cookie(&r, "CF_Session").unwrap());
+    let callback = location(&sign_in_at_idp(&env.http, &authorize, "erin@contoso.onmicrosoft.com").await);
+    // ...and slips it to a victim whose browser has a sign-in of its own in progress.
+    let r = env.http.get(&login).send().await.unwrap();
+    let victim = set_cookie(&r, "CF_Session").unwrap();
+    let r = env.http.get(&callback).header("cookie", format!("CF_Session={victim}")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the state belongs to another browser's sign-in");
+    assert!(set_cookie(&r, "CF_Authorization").is_none());
+    let recent = env.store.recent_failed_logins(gatehouse_core::now_millis(), 10).await.unwrap();
+    assert_eq!(recent[0].reason_code, "state_mismatch", "{recent:?}");
+    // The browser that started it still completes it.
+    let r = env.http.get(&callback).header("cookie", format!("CF_Session={attacker}")).send().await.unwrap();
+    assert!(location(&r).contains("/cdn-cgi/access/authorized?code="));
+}
