@@ -210,10 +210,10 @@ impl Named {
 }
 
 /// Sets `map[a][b][c] = value` for the dotted `path` `a.b.c`.
-fn insert_path(map: &mut serde_json::Map<String, serde_json::Value>, path: &str, value: String) {
+fn insert_path(map: &mut serde_json::Map<String, serde_json::Value>, path: &str, value: serde_json::Value) {
     match path.split_once('.') {
         None => {
-            map.insert(path.to_owned(), serde_json::Value::String(value));
+            map.insert(path.to_owned(), value);
         }
         Some((head, rest)) => {
             let child = map.entry(head.to_owned()).or_insert_with(|| serde_json::Value::Object(Default::default()));
@@ -270,6 +270,28 @@ fn defaults() -> serde_json::Value {
     })
 }
 
+/// An environment value as the type its key has in the defaults: `GATEHOUSE_PROXY__THREADS=4`
+/// is the number 4 and `GATEHOUSE_PROXY__LOG_EVERY_REQUEST=true` a boolean, while keys whose
+/// default is a string (or that have no default) stay strings. A value that does not parse
+/// stays a string too, so serde names the key and the expected type.
+fn typed_like_default(defaults: &serde_json::Value, key: &str, value: String) -> serde_json::Value {
+    let default = key.split('.').try_fold(defaults, |v, k| v.get(k));
+    match default {
+        Some(serde_json::Value::Bool(_)) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => serde_json::Value::Bool(true),
+            "false" | "0" | "no" | "off" => serde_json::Value::Bool(false),
+            _ => serde_json::Value::String(value),
+        },
+        Some(serde_json::Value::Number(_)) => value
+            .trim()
+            .parse::<u64>()
+            .map(serde_json::Value::from)
+            .or_else(|_| value.trim().parse::<i64>().map(serde_json::Value::from))
+            .unwrap_or(serde_json::Value::String(value)),
+        _ => serde_json::Value::String(value),
+    }
+}
+
 /// Maps an environment variable name (prefix stripped, lower-cased) to a config key path.
 fn env_key(name: &str) -> String {
     match name {
@@ -311,7 +333,9 @@ impl Config {
             })
             .collect();
         let mut env_layer = serde_json::Map::new();
+        let typed = defaults();
         for (key, value) in vars {
+            let value = typed_like_default(&typed, &key, value);
             insert_path(&mut env_layer, &key, value);
         }
         fig = fig.merge(Named::new("environment GATEHOUSE_*", serde_json::Value::Object(env_layer)));
@@ -421,6 +445,19 @@ mod tests {
         assert_eq!(c.entra.clouds.get("usgov").map(|e| e.graph_url.port()), Some(Some(4)));
         assert_eq!(format!("{:?}", c.secret_key), "Some(SecretKeyText([redacted]))");
         assert!(!c.to_redacted_toml().contains("u:p@"));
+    }
+
+    #[test]
+    fn env_values_take_the_type_of_their_key() {
+        let c = load(None, &[("GATEHOUSE_PROXY__THREADS", "3"), ("GATEHOUSE_PROXY__LOG_EVERY_REQUEST", "true")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.proxy.threads, 3);
+        assert!(c.proxy.log_every_request);
+        // A directory named like a number stays a directory.
+        let c = load(None, &[("GATEHOUSE_DATA_DIR", "8080")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.data_dir, std::path::PathBuf::from("8080"));
+        let err = load(None, &[("GATEHOUSE_PROXY__THREADS", "many")]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("proxy.threads"), "{err}");
     }
 
     #[test]
