@@ -513,6 +513,28 @@ pub async fn callback(
         .await;
     };
     let identity = policy_identity(&signed_in, idp.id);
+    // SCIM: a user the IdP deprovisioned cannot sign in again until reactivated; provisioned
+    // group names are joined to the token's group ids, and nested-only memberships recorded.
+    let scim = if idp.scim.enabled {
+        let subject = signed_in.identity.user_key.as_string();
+        let groups: Vec<String> = identity.groups.iter().cloned().collect();
+        match gatehouse_store::ScimStore::scim_sign_in(&state.store, idp.id, &subject, &identity.email, &groups, now)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return internal(&e.to_string()),
+        }
+    } else {
+        gatehouse_store::ScimSignIn::default()
+    };
+    if scim.deactivated && idp.scim.user_deprovision {
+        let subject = signed_in.identity.user_key.as_string();
+        let who = FailedUser { subject: &subject, email: &identity.email };
+        let reason = "The user is deactivated by SCIM provisioning";
+        let ray = record_failure(&state, peer, idp.id, Some(app), Some(who), "scim_deactivated", reason).await;
+        let msg = format!("Your account is deactivated. Ask your administrator to reactivate it. (Ray ID: {ray})");
+        return page(StatusCode::FORBIDDEN, "Access denied", &msg);
+    }
     let facts = RequestFacts { identity: Some(&identity), ip: peer.ip(), country: None, service_token: None };
     let outcome = route.policies.evaluate(&facts);
     if outcome.decision != Decision::Allow {
@@ -536,7 +558,10 @@ pub async fn callback(
     let registry_identity = json!({
         "email": id.email,
         "name": id.name,
-        "groups": id.groups.iter().map(|g| json!({"id": g.id, "name": g.name})).collect::<Vec<_>>(),
+        "groups": id.groups.iter().map(|g| {
+            let name = g.name.clone().or_else(|| scim.group_names.get(&g.id.to_ascii_lowercase()).cloned());
+            json!({"id": g.id, "name": name})
+        }).collect::<Vec<_>>(),
         "idp": {"id": idp.id.to_string(), "type": idp.kind.as_str()},
         "oidc_fields": id.oidc_fields,
         "amr": id.amr,

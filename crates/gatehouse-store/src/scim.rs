@@ -901,6 +901,13 @@ impl ScimStore for Store {
         let idp = idp.to_string();
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
+            // Write first, so SQLite takes the write lock before reading (a read-then-write
+            // transaction can fail with SQLITE_BUSY when another writer commits in between).
+            sqlx::query("UPDATE scim_groups SET version = version WHERE id = $1 AND idp_id = $2")
+                .bind(id)
+                .bind(&idp)
+                .execute(&mut *tx)
+                .await?;
             let members: Vec<(String,)> = sqlx::query_as(
                 "SELECT m.user_id FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
                  WHERE g.id = $1 AND g.idp_id = $2",

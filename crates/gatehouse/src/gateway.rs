@@ -106,7 +106,8 @@ impl Gateway {
             keys: ring.clone(),
             routes: routes.clone(),
             team,
-        });
+        })
+        .merge(gatehouse_scim::router(gatehouse_scim::ScimState::new(store.clone(), &config.public_url)));
         let public_router =
             gatehouse_proxy::public::per_core(control, data_plane, tokio::runtime::Handle::current());
         refreshers.extend([

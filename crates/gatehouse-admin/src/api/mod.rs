@@ -13,6 +13,7 @@ pub(crate) mod idps;
 pub(crate) mod keys;
 pub(crate) mod organizations;
 pub(crate) mod policies;
+pub(crate) mod scim;
 pub(crate) mod service_tokens;
 pub(crate) mod users;
 
@@ -21,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, Request, State
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, patch, post};
 use gatehouse_core::AccountId;
 
 use crate::{AdminState, MAX_BODY_BYTES};
@@ -79,6 +80,11 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/accounts/{account_id}/access/keys/rotate", post(keys::rotate))
         .route("/accounts/{account_id}/access/apps/{app_id}/revoke_tokens", post(dataplane::revoke_app_tokens))
         .route("/accounts/{account_id}/access/logs/access_requests", get(dataplane::access_requests))
+        .route("/accounts/{account_id}/access/logs/scim/updates", get(scim::logs))
+        .route("/accounts/{account_id}/access/identity_providers/{idp_id}/scim/users", get(scim::users))
+        .route("/accounts/{account_id}/access/identity_providers/{idp_id}/scim/groups", get(scim::groups))
+        .route("/accounts/{account_id}/access/identity_providers/{idp_id}/scim/drift", get(scim::drift))
+        .route("/accounts/{account_id}/access/seats", patch(scim::seats))
         .route("/accounts/{account_id}/cfd_tunnel", get(dataplane::list_tunnels))
         .route("/accounts/{account_id}/cfd_tunnel/{tunnel_id}", get(dataplane::get_tunnel))
         .route(
