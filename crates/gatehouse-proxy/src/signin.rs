@@ -237,6 +237,11 @@ fn redirect(location: &str) -> Response {
     resp
 }
 
+/// Path parameters by name. The sign-in routes may be served under a wildcard route of an
+/// outer router (the per-core public listener), whose capture axum passes along, so a
+/// handler picks its own parameter by name instead of expecting exactly one.
+type PathParams = std::collections::HashMap<String, String>;
+
 /// Query of the login endpoint.
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -250,9 +255,12 @@ pub async fn login(
     State(state): State<SignInState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(app_host): Path<String>,
+    Path(params): Path<PathParams>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
+    let Some(app_host) = params.get("app_host").cloned() else {
+        return page(StatusCode::NOT_FOUND, "Not found", "No application named.");
+    };
     if !host_of(&headers).eq_ignore_ascii_case(&state.team.host) {
         return page(StatusCode::NOT_FOUND, "Not found", "Sign-in starts on the team domain.");
     }
@@ -361,7 +369,12 @@ fn policy_identity(s: &SignedIn, idp: IdpId) -> PolicyIdentity {
 
 /// Starts an IdP test: a real sign-in with `prompt=login` whose callback shows the result
 /// instead of signing in (see [`crate::idp_test`]).
-pub async fn test_idp(State(state): State<SignInState>, headers: HeaderMap, Path(idp_id): Path<String>) -> Response {
+pub async fn test_idp(
+    State(state): State<SignInState>,
+    headers: HeaderMap,
+    Path(params): Path<PathParams>,
+) -> Response {
+    let idp_id = params.get("idp_id").map_or("", String::as_str);
     if !host_of(&headers).eq_ignore_ascii_case(&state.team.host) {
         return page(StatusCode::NOT_FOUND, "Not found", "IdP tests run on the team domain.");
     }
