@@ -1,0 +1,527 @@
+//! Sign-in through an OpenID Connect provider that is not ours: panva's certified
+//! `oidc-provider` (npm), run by `tests/oidc-provider/server.mjs`, configured as a generic
+//! `oidc` identity provider of an in-process gateway. A scripted browser with a cookie jar
+//! walks the whole flow over real HTTP on loopback — protected URL, team-domain login, the
+//! provider's login form, callback, authorized, origin — and the application token is checked
+//! with a standard JWT library against `/cdn-cgi/access/certs`.
+//!
+//! Needs Node.js and `npm ci` in `tests/oidc-provider` (the README's test command does it).
+//! Without them the test fails under CI and is skipped loudly elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::response::IntoResponse as _;
+use gatehouse::config::{Config, IngressRule, Overrides};
+use gatehouse::gateway::Gateway;
+use gatehouse_core::TokenId;
+use gatehouse_core::secret::{SecretKey, hash_bearer_secret};
+use gatehouse_store::{ApiToken, FailedLoginStore as _, TokenStore as _};
+use gatehouse_testkit::TestDb;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "gth_oidc-provider-test-token";
+const TEAM: &str = "http://auth.test";
+const CLIENT_ID: &str = "gatehouse-test-client";
+const CLIENT_SECRET: &str = "a-client-secret-of-the-test-provider";
+const PASSWORD: &str = "correct horse battery staple";
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+
+fn provider_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-provider")
+}
+
+/// Whether Node.js and the installed provider are there; fails under CI when not.
+fn provider_available() -> bool {
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let installed = provider_dir().join("node_modules/oidc-provider/package.json").is_file();
+    if node && installed {
+        return true;
+    }
+    let why = if node {
+        "tests/oidc-provider/node_modules is missing (run `npm ci` there)"
+    } else {
+        "Node.js (`node`) is not installed"
+    };
+    assert!(std::env::var_os("CI").is_none(), "the independent OIDC provider test must run under CI: {why}");
+    eprintln!(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !! SKIPPING sign-in through panva's oidc-provider: {why}.\n\
+         !! Run ./scripts/test (it runs npm ci) with Node.js 20 or later.\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    false
+}
+
+/// A running `server.mjs`; stopped when dropped (its standard input closes too).
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(redirect_uri: &str) -> Self {
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir(provider_dir())
+            .env("OP_CLIENT_ID", CLIENT_ID)
+            .env("OP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("OP_REDIRECT_URI", redirect_uri)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep reading to the end, so the provider never writes into a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("oidc-provider did not report its issuer (exit: {:?})", child.wait().ok());
+            }
+        };
+        let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        Self { child, issuer: started["issuer"].as_str().unwrap().to_owned() }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+#[derive(Debug, Clone)]
+struct Cookie {
+    host: String,
+    path: String,
+    name: String,
+    value: String,
+}
+
+/// A browser with a cookie jar (host-only cookies, path-matched) that follows no redirect by
+/// itself. Names under `.test` resolve to the gateway's public listener.
+struct Browser {
+    http: reqwest::Client,
+    gateway: SocketAddr,
+    jar: Mutex<Vec<Cookie>>,
+}
+
+fn path_matches(cookie_path: &str, path: &str) -> bool {
+    path == cookie_path
+        || (path.starts_with(cookie_path) && (cookie_path.ends_with('/') || path[cookie_path.len()..].starts_with('/')))
+}
+
+impl Browser {
+    fn new(gateway: SocketAddr) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, gateway, jar: Mutex::new(Vec::new()) }
+    }
+
+    fn cookie(&self, host: &str, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().iter().find(|c| c.host == host && c.name == name).map(|c| c.value.clone())
+    }
+
+    fn store_cookies(&self, url: &url::Url, resp: &reqwest::Response) {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut jar = self.jar.lock().unwrap();
+        for raw in resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+            let mut parts = raw.split(';').map(str::trim);
+            let Some((name, value)) = parts.next().and_then(|kv| kv.split_once('=')) else { continue };
+            let default_path = match url.path().rfind('/') {
+                Some(0) | None => "/".to_owned(),
+                Some(i) => url.path()[..i].to_owned(),
+            };
+            let (mut path, mut delete) = (default_path, false);
+            for attr in parts {
+                let (k, v) = attr.split_once('=').unwrap_or((attr, ""));
+                match k.to_ascii_lowercase().as_str() {
+                    "path" if v.starts_with('/') => path = v.to_owned(),
+                    "max-age" => delete |= v.parse::<i64>().is_ok_and(|n| n <= 0),
+                    "expires" => delete |= v.contains("1970"),
+                    _ => {}
+                }
+            }
+            jar.retain(|c| !(c.host == host && c.name == name && c.path == path));
+            if !delete && !value.is_empty() {
+                jar.push(Cookie { host: host.clone(), path, name: name.to_owned(), value: value.to_owned() });
+            }
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, url: &str, form: Option<&[(&str, &str)]>) -> reqwest::Response {
+        let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{e}: {url}"));
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut target = url.clone();
+        let mut host_header = None;
+        if host.ends_with(".test") {
+            target.set_ip_host(self.gateway.ip()).unwrap();
+            target.set_port(Some(self.gateway.port())).unwrap();
+            host_header = Some(match url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            });
+        }
+        let cookies: Vec<String> = self
+            .jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.host == host && path_matches(&c.path, url.path()))
+            .map(|c| format!("{}={}", c.name, c.value))
+            .collect();
+        let mut req = self.http.request(method, target);
+        if let Some(h) = host_header {
+            req = req.header("host", h);
+        }
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
+        }
+        if let Some(f) = form {
+            req = req.form(f);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        self.store_cookies(&url, &resp);
+        resp
+    }
+
+    async fn get(&self, url: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, url, None).await
+    }
+
+    /// Follows redirects from `resp` (at `at`) until a non-redirect, recording every URL.
+    async fn follow(
+        &self,
+        at: &str,
+        mut resp: reqwest::Response,
+        visited: &mut Vec<String>,
+    ) -> (String, reqwest::Response) {
+        let mut current = at.to_owned();
+        for _ in 0..20 {
+            if !resp.status().is_redirection() {
+                return (current, resp);
+            }
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            current = url::Url::parse(&current).unwrap().join(&location).unwrap().to_string();
+            visited.push(current.clone());
+            resp = self.get(&current).await;
+        }
+        panic!("too many redirects: {visited:?}");
+    }
+
+    /// Opens `url` and signs in at the provider's login form as `user` when it is shown;
+    /// returns the final URL and response, and every URL passed through.
+    async fn open_and_sign_in(&self, url: &str, user: &str) -> (String, reqwest::Response, Vec<String>) {
+        let mut visited = vec![url.to_owned()];
+        let first = self.get(url).await;
+        let (at, resp) = self.follow(url, first, &mut visited).await;
+        if !at.contains("/interaction/") {
+            return (at, resp, visited);
+        }
+        let html = resp.text().await.unwrap();
+        let form_at = html.find("id=\"login\"").unwrap_or_else(|| panic!("login form at {at}: {html}"));
+        let action_at = form_at + html[form_at..].find("action=\"").unwrap() + 8;
+        let action = &html[action_at..action_at + html[action_at..].find('"').unwrap()];
+        let action = url::Url::parse(&at).unwrap().join(action).unwrap().to_string();
+        visited.push(action.clone());
+        let posted = self.send(reqwest::Method::POST, &action, Some(&[("login", user), ("password", PASSWORD)])).await;
+        let (at, resp) = self.follow(&action, posted, &mut visited).await;
+        (at, resp, visited)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway and the origin
+
+/// Answers every request with what it received.
+async fn echo(req: Request) -> axum::response::Response {
+    let headers: serde_json::Map<String, Value> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or("<binary>")))).collect();
+    axum::Json(json!({"uri": req.uri().to_string(), "headers": headers})).into_response()
+}
+
+struct Env {
+    gw: Gateway,
+    http: reqwest::Client,
+    account: String,
+    provider: Provider,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let provider = Provider::start(&format!("{TEAM}/cdn-cgi/access/callback"));
+        let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin_url = format!("http://{}", origin.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(origin, axum::Router::new().fallback(echo)).await });
+
+        let db = TestDb::sqlite();
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [
+            ("GATEHOUSE_DATA_DIR".to_owned(), dir.path().display().to_string()),
+            ("GATEHOUSE_PUBLIC_URL".to_owned(), TEAM.to_owned()),
+            ("GATEHOUSE_PUBLIC_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_ADMIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_STORE_URL".to_owned(), db.url().to_owned()),
+        ];
+        let mut config = Config::load_with_env(None, &Overrides::default(), vars).unwrap();
+        let rule = |host: Option<&str>, service: &str| -> IngressRule {
+            serde_json::from_value(json!({"hostname": host, "service": service})).unwrap()
+        };
+        config.ingress = vec![rule(Some("*.test"), &origin_url), rule(None, "http_status:404")];
+        let gw = Gateway::start(&config, SecretKey::generate().unwrap(), None).await.unwrap();
+        gw.store
+            .insert_token(&ApiToken {
+                id: TokenId::generate(),
+                name: "test".into(),
+                secret_hash: hash_bearer_secret(TOKEN),
+                read_only: false,
+                created_at: 0,
+                last_used_at: None,
+            })
+            .await
+            .unwrap();
+        let account = gatehouse_store::OrgStore::account_id(&gw.store).await.unwrap().to_string();
+        Self { gw, http: reqwest::Client::new(), account, provider, _db: db, _dir: dir }
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("http://{}/client/v4/accounts/{}{path}", self.gw.admin_addr, self.account);
+        let mut req = self.http.request(method, url).bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body["result"].clone()
+    }
+
+    /// The provider configured as an administrator would: endpoints from its discovery
+    /// document, its `groups` claim as group membership and `department` as a custom claim.
+    async fn idp_body(&self, pkce: bool) -> Value {
+        let discovery: Value = self
+            .http
+            .get(format!("{}/.well-known/openid-configuration", self.provider.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(discovery["issuer"], json!(self.provider.issuer));
+        json!({
+            "name": "Independent OIDC", "type": "oidc",
+            "config": {
+                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "auth_url": discovery["authorization_endpoint"], "token_url": discovery["token_endpoint"],
+                "certs_url": discovery["jwks_uri"],
+                "scopes": ["openid", "email", "profile", "groups"],
+                "pkce_enabled": pkce, "claims": ["groups", "department"]
+            }
+        })
+    }
+
+    /// An application on `host` admitting the e-mail `admit`; waits until the data plane
+    /// serves it (a redirect to sign-in).
+    async fn add_app(&self, host: &str, admit: &str) -> Value {
+        let body = json!({
+            "type": "self_hosted", "name": host, "domain": host,
+            "policies": [{"name": "by e-mail", "decision": "allow", "include": [{"email": {"email": admit}}]}]
+        });
+        let app = self.api(reqwest::Method::POST, "/access/apps", Some(body)).await;
+        let browser = Browser::new(self.gw.public_addr);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while browser.get(&format!("http://{host}/")).await.status() != 302 {
+            assert!(tokio::time::Instant::now() < deadline, "{host} not served within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app
+    }
+}
+
+/// Verifies an application token the way an origin does: RS256 with the published key of its
+/// `kid`, issuer = team domain, audience = the application's.
+async fn verify_with_certs(browser: &Browser, host: &str, jwt: &str, aud: &str) -> Value {
+    let certs: Value = browser.get(&format!("http://{host}/cdn-cgi/access/certs")).await.json().await.unwrap();
+    let kid = jsonwebtoken::decode_header(jwt).unwrap().kid.expect("kid");
+    let jwk = certs["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).expect("published key");
+    assert_eq!((jwk["kty"].as_str(), jwk["alg"].as_str()), (Some("RSA"), Some("RS256")));
+    let key =
+        jsonwebtoken::DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[aud]);
+    validation.set_issuer(&[TEAM]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).expect("token validates").claims;
+    // A different audience is refused by the same library.
+    let mut other = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    other.set_audience(&["f".repeat(64)]);
+    assert!(jsonwebtoken::decode::<Value>(jwt, &key, &other).is_err());
+    claims
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+
+#[tokio::test]
+async fn sign_in_through_an_independent_oidc_provider() {
+    if !provider_available() {
+        return;
+    }
+    let env = Env::start().await;
+    let idp = env.api(reqwest::Method::POST, "/access/identity_providers", Some(env.idp_body(true).await)).await;
+    let app = env.add_app("app.test", "alice@example.org").await;
+    let aud = app["aud"].as_str().unwrap().to_owned();
+    let other = env.add_app("other.test", "mallory@example.org").await;
+    let issuer = env.provider.issuer.clone();
+
+    // Alice opens a protected URL, signs in at the provider and reaches the origin.
+    let alice = Browser::new(env.gw.public_addr);
+    let (at, resp, visited) = alice.open_and_sign_in("http://app.test/reports?q=1", "alice").await;
+    if resp.status() != 200 {
+        panic!("{at}: {} {}\n{visited:#?}", resp.status(), resp.text().await.unwrap());
+    }
+    assert_eq!(at, "http://app.test/reports?q=1", "{visited:#?}");
+    let login = &visited[1];
+    assert!(login.starts_with(&format!("{TEAM}/cdn-cgi/access/login/app.test?kid={aud}")), "{visited:#?}");
+    let authorize = visited.iter().find(|u| u.starts_with(&format!("{issuer}/auth?"))).expect("to the provider");
+    let q: std::collections::HashMap<_, _> = url::Url::parse(authorize).unwrap().query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256", "PKCE on: {authorize}");
+    assert!(q.contains_key("code_challenge") && q.contains_key("nonce") && q.contains_key("state"), "{authorize}");
+    assert_eq!(q["redirect_uri"], format!("{TEAM}/cdn-cgi/access/callback"));
+    assert!(visited.iter().any(|u| u.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?code="))), "{visited:#?}");
+    assert!(visited.iter().any(|u| u.starts_with("http://app.test/cdn-cgi/access/authorized?code=")), "{visited:#?}");
+
+    // The origin got the identity headers; the token validates with a standard JWT library.
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["uri"], "/reports?q=1");
+    assert_eq!(seen["headers"]["cf-access-authenticated-user-email"], "alice@example.org");
+    let jwt = alice.cookie("app.test", "CF_Authorization").expect("application cookie");
+    assert_eq!(seen["headers"]["cf-access-jwt-assertion"], json!(jwt));
+    let claims = verify_with_certs(&alice, "app.test", &jwt, &aud).await;
+    assert_eq!((claims["email"].as_str(), claims["type"].as_str()), (Some("alice@example.org"), Some("app")));
+    assert_eq!(claims["iss"], TEAM);
+    assert!(claims["identity_nonce"].as_str().is_some_and(|n| !n.is_empty()));
+    assert_eq!(claims["custom"], json!({"department": "Research"}), "configured claims travel in the token");
+    let user_id = claims["sub"].as_str().unwrap().to_owned();
+
+    // get-identity: the identity the provider gave: groups from its `groups` claim, the
+    // configured custom claim in `oidc_fields`.
+    let id: Value = alice.get("http://app.test/cdn-cgi/access/get-identity").await.json().await.unwrap();
+    assert_eq!(id["email"], "alice@example.org");
+    assert_eq!(id["name"], "Alice Example");
+    assert_eq!(id["idp"], json!({"id": idp["id"], "type": "oidc"}));
+    assert_eq!(id["user_uuid"], json!(user_id));
+    assert_eq!(id["oidc_fields"], json!({"department": "Research"}), "{id}");
+    let groups: Vec<_> = id["groups"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["engineering", "staff"]);
+
+    // The other application does not admit Alice: single sign-on does not apply, the provider
+    // signs her in again without a form, and the gateway refuses and records why.
+    let (at, resp, _) = alice.open_and_sign_in("http://other.test/", "alice").await;
+    assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?")), "{at}");
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("Ray ID: "));
+    let failed = env.api(reqwest::Method::GET, &format!("/access/users/{user_id}/failed_logins"), None).await;
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+    let m = &failed[0]["metadata"];
+    assert_eq!(
+        (m["reason_code"].as_str(), m["user_email"].as_str()),
+        (Some("policy_denied"), Some("alice@example.org"))
+    );
+    assert_eq!((m["app_name"].as_str(), m["aud"].as_str()), (Some("other.test"), other["aud"].as_str()));
+    assert_eq!(m["user_uuid"], json!(user_id));
+
+    // Logging out revokes the session: the same token no longer opens the application.
+    let r = alice.get("http://app.test/cdn-cgi/access/logout").await;
+    assert_eq!(r.status(), 200);
+    // Revocations reach the data plane through the store's notifications: poll, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = env
+            .http
+            .get(format!("http://{}/reports", env.gw.public_addr))
+            .header("host", "app.test")
+            .header("cookie", format!("CF_Authorization={jwt}"))
+            .header("x-requested-with", "XMLHttpRequest")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(tokio::time::Instant::now() < deadline, "a logged-out token must be refused within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Cancelling at the provider is an IdP error at the callback: refused and recorded.
+    let bob = Browser::new(env.gw.public_addr);
+    let first = bob.get("http://app.test/").await;
+    let mut visited = vec![];
+    let (at, resp) = bob.follow("http://app.test/", first, &mut visited).await;
+    let html = resp.text().await.unwrap();
+    let abort_at = html.find("/abort\"").expect("cancel form");
+    let start = html[..abort_at].rfind('"').unwrap() + 1;
+    let abort = url::Url::parse(&at).unwrap().join(&html[start..abort_at + 6]).unwrap().to_string();
+    let posted = bob.send(reqwest::Method::POST, &abort, None).await;
+    let (at, resp) = bob.follow(&abort, posted, &mut visited).await;
+    assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?error=access_denied")), "{at}");
+    assert_eq!(resp.status(), 401);
+    let recent = env.gw.store.recent_failed_logins(gatehouse_core::now_millis(), 10).await.unwrap();
+    assert_eq!((recent[0].reason_code.as_str(), recent[0].subject.as_deref()), ("access_denied", None));
+
+    // Mallory is refused by app.test, then admitted by other.test: her failed sign-ins,
+    // recorded before she was a user, are hers.
+    let mallory = Browser::new(env.gw.public_addr);
+    let (_, resp, _) = mallory.open_and_sign_in("http://app.test/", "mallory").await;
+    assert_eq!(resp.status(), 403);
+    let (at, resp, _) = mallory.open_and_sign_in("http://other.test/", "mallory").await;
+    assert_eq!((at.as_str(), resp.status().as_u16()), ("http://other.test/", 200));
+    let jwt = mallory.cookie("other.test", "CF_Authorization").unwrap();
+    let claims = verify_with_certs(&mallory, "other.test", &jwt, other["aud"].as_str().unwrap()).await;
+    let path = format!("/access/users/{}/failed_logins", claims["sub"].as_str().unwrap());
+    let failed = env.api(reqwest::Method::GET, &path, None).await;
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+    assert_eq!(failed[0]["metadata"]["app_name"], "app.test");
+    assert_eq!(failed[0]["metadata"]["reason_code"], "policy_denied");
+
+    // The IdP test page through this provider: a fresh sign-in, and the identity received.
+    let admin = Browser::new(env.gw.public_addr);
+    let test_url = format!("{TEAM}/cdn-cgi/access/test-idp/{}", idp["id"].as_str().unwrap());
+    let (_, resp, visited) = admin.open_and_sign_in(&test_url, "alice").await;
+    assert!(visited.iter().any(|u| u.starts_with(&format!("{issuer}/auth?")) && u.contains("prompt=login")));
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("Your connection works!"), "{page}");
+    assert!(page.contains("alice@example.org") && page.contains("Research") && page.contains("engineering"), "{page}");
+
+    // PKCE is really used: with it off, this provider (which requires it) refuses.
+    let path = format!("/access/identity_providers/{}", idp["id"].as_str().unwrap());
+    env.api(reqwest::Method::PUT, &path, Some(env.idp_body(false).await)).await;
+    let carol = Browser::new(env.gw.public_addr);
+    let (at, resp, _) = carol.open_and_sign_in("http://app.test/", "alice").await;
+    assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?error=invalid_request")), "{at}");
+    assert_eq!(resp.status(), 401);
+}
