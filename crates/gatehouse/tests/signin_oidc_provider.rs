@@ -264,14 +264,12 @@ struct Env {
     gw: Gateway,
     http: reqwest::Client,
     account: String,
-    provider: Provider,
     _db: TestDb,
     _dir: tempfile::TempDir,
 }
 
 impl Env {
     async fn start() -> Self {
-        let provider = Provider::start(&format!("{TEAM}/cdn-cgi/access/callback"));
         let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin_url = format!("http://{}", origin.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(origin, axum::Router::new().fallback(echo)).await });
@@ -303,7 +301,7 @@ impl Env {
             .await
             .unwrap();
         let account = gatehouse_store::OrgStore::account_id(&gw.store).await.unwrap().to_string();
-        Self { gw, http: reqwest::Client::new(), account, provider, _db: db, _dir: dir }
+        Self { gw, http: reqwest::Client::new(), account, _db: db, _dir: dir }
     }
 
     async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -321,17 +319,17 @@ impl Env {
 
     /// The provider configured as an administrator would: endpoints from its discovery
     /// document, its `groups` claim as group membership and `department` as a custom claim.
-    async fn idp_body(&self, pkce: bool) -> Value {
+    async fn idp_body(&self, issuer: &str, pkce: bool) -> Value {
         let discovery: Value = self
             .http
-            .get(format!("{}/.well-known/openid-configuration", self.provider.issuer))
+            .get(format!("{issuer}/.well-known/openid-configuration"))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        assert_eq!(discovery["issuer"], json!(self.provider.issuer));
+        assert_eq!(discovery["issuer"], json!(issuer));
         json!({
             "name": "Independent OIDC", "type": "oidc",
             "config": {
@@ -390,12 +388,14 @@ async fn sign_in_through_an_independent_oidc_provider() {
     if !provider_available() {
         return;
     }
+    let provider = Provider::start(&format!("{TEAM}/cdn-cgi/access/callback"));
+    let issuer = provider.issuer.clone();
     let env = Env::start().await;
-    let idp = env.api(reqwest::Method::POST, "/access/identity_providers", Some(env.idp_body(true).await)).await;
+    let idp =
+        env.api(reqwest::Method::POST, "/access/identity_providers", Some(env.idp_body(&issuer, true).await)).await;
     let app = env.add_app("app.test", "alice@example.org").await;
     let aud = app["aud"].as_str().unwrap().to_owned();
     let other = env.add_app("other.test", "mallory@example.org").await;
-    let issuer = env.provider.issuer.clone();
 
     // Alice opens a protected URL, signs in at the provider and reaches the origin.
     let alice = Browser::new(env.gw.public_addr);
@@ -519,9 +519,39 @@ async fn sign_in_through_an_independent_oidc_provider() {
 
     // PKCE is really used: with it off, this provider (which requires it) refuses.
     let path = format!("/access/identity_providers/{}", idp["id"].as_str().unwrap());
-    env.api(reqwest::Method::PUT, &path, Some(env.idp_body(false).await)).await;
+    env.api(reqwest::Method::PUT, &path, Some(env.idp_body(&issuer, false).await)).await;
     let carol = Browser::new(env.gw.public_addr);
     let (at, resp, _) = carol.open_and_sign_in("http://app.test/", "alice").await;
     assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?error=invalid_request")), "{at}");
     assert_eq!(resp.status(), 401);
+}
+
+/// Without Node.js too: the sign-in routes answer through the gateway's own listener (they
+/// once answered 500 there, nested under its wildcard route).
+#[tokio::test]
+async fn sign_in_routes_answer_through_the_gateway_listener() {
+    let env = Env::start().await;
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let body = json!({
+        "name": "Unreachable", "type": "oidc",
+        "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "auth_url": format!("{dead}/auth"),
+                   "token_url": format!("{dead}/token"), "certs_url": format!("{dead}/jwks"), "pkce_enabled": true}
+    });
+    let idp = env.api(reqwest::Method::POST, "/access/identity_providers", Some(body)).await;
+    let app = env.add_app("app.test", "alice@example.org").await;
+    let browser = Browser::new(env.gw.public_addr);
+    let login = format!("{TEAM}/cdn-cgi/access/login/app.test?kid={}&redirect_url=%2F", app["aud"].as_str().unwrap());
+    let r = browser.get(&login).await;
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&format!("{dead}/auth?")));
+    assert!(browser.cookie("auth.test", "CF_Session").is_some());
+    let r = browser.get(&format!("{TEAM}/cdn-cgi/access/test-idp/{}", idp["id"].as_str().unwrap())).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("data-code=\"idp_unreachable\"") && page.contains(&format!("{dead}/auth")), "{page}");
+    let r = browser.get(&format!("{TEAM}/cdn-cgi/access/test-idp/not-an-id")).await;
+    assert_eq!(r.status(), 404);
 }
