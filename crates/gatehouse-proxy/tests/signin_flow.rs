@@ -666,3 +666,39 @@ async fn a_callback_is_bound_to_the_browser_that_started_the_sign_in() {
     let r = env.http.get(&callback).header("cookie", format!("CF_Session={attacker}")).send().await.unwrap();
     assert!(location(&r).contains("/cdn-cgi/access/authorized?code="));
 }
+
+#[tokio::test]
+async fn a_user_deactivated_by_scim_is_refused_at_sign_in_and_recorded() {
+    use gatehouse_store::{FailedLoginStore as _, ScimStore as _, ScimUserRecord};
+    let env = env().await;
+    let mut idp = env.idp.clone();
+    idp.scim = ScimSettings { enabled: true, user_deprovision: true, ..ScimSettings::default() };
+    env.store.replace_idp(&idp).await.unwrap();
+    // Entra's provisioning service deactivated Erin (externalId = her object id).
+    let erin = env.sim.tenant().read(|t| t.user_by_upn("erin@contoso.onmicrosoft.com").map(|u| u.id)).unwrap();
+    env.store
+        .scim_insert_user(&ScimUserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            idp_id: idp.id,
+            user_name: "erin@contoso.onmicrosoft.com".into(),
+            external_id: Some(erin.to_string()),
+            display_name: Some("Erin Engineer".into()),
+            email: Some("erin@contoso.com".into()),
+            active: false,
+            resource: serde_json::json!({}),
+            version: 1,
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    let r = to_callback(&env, "erin@contoso.onmicrosoft.com", "/").await;
+    assert_eq!(r.status(), 403, "Erin's policies would admit her; the deactivation refuses her");
+    assert!(set_cookie(&r, "CF_Authorization").is_none());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("deactivated") && page.contains("Ray ID: "), "{page}");
+    let subject = format!("entra:{}:{erin}", env.sim.tenant_id());
+    let got = env.store.failed_logins(idp.id, &subject, gatehouse_core::now_millis(), 10).await.unwrap();
+    assert_eq!(got.iter().map(|f| f.reason_code.as_str()).collect::<Vec<_>>(), ["scim_deactivated"], "{got:?}");
+    assert_eq!(got[0].email.as_deref(), Some("erin@contoso.com"));
+}
