@@ -373,6 +373,13 @@ async fn verify_with_certs(browser: &Browser, host: &str, jwt: &str, aud: &str) 
     validation.set_audience(&[aud]);
     validation.set_issuer(&[TEAM]);
     let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).expect("token validates").claims;
+    // The published certificate of the same kid verifies it too.
+    let cert = certs["public_certs"].as_array().unwrap().iter().find(|c| c["kid"] == kid.as_str()).expect("cert");
+    let from_cert = jsonwebtoken::DecodingKey::from_rsa_pem(cert["cert"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(
+        jsonwebtoken::decode::<Value>(jwt, &from_cert, &validation).map(|t| t.claims).ok(),
+        Some(claims.clone())
+    );
     // A different audience is refused by the same library.
     let mut other = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     other.set_audience(&["f".repeat(64)]);
