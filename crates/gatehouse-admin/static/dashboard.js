@@ -3,6 +3,19 @@
 "use strict";
 document.documentElement.classList.add("js");
 
+// A sign-in link (`/login#token=...`, as `gatehouse demo` prints): the token stays in the
+// fragment, which browsers never send; it is moved into the form, removed from the address
+// bar and history, and submitted.
+(function () {
+  const form = document.getElementById("login-form");
+  if (!form || !location.hash.startsWith("#token=")) return;
+  const token = decodeURIComponent(location.hash.slice(7));
+  history.replaceState(null, "", location.pathname + location.search);
+  if (!token) return;
+  form.querySelector("#token").value = token;
+  form.submit();
+})();
+
 // A rule row shows only the inputs its selector needs.
 const INPUTS = ["value", "claim", "scim_group", "access_group", "idp", "service_token"];
 const SHOWN = {
@@ -26,7 +39,7 @@ function wireRow(row) {
   row.querySelector(".remove-rule").addEventListener("click", () => row.remove());
   updateRow(row);
 }
-document.querySelectorAll(".rule-row").forEach((row) => { if (!row.closest("template")) wireRow(row); });
+document.querySelectorAll(".rule-row").forEach(wireRow);
 const add = document.getElementById("add-rule");
 if (add) {
   add.addEventListener("click", () => {

@@ -1,5 +1,6 @@
-//! `gatehouse demo` starts the emulator and a gateway wired to it, with an Entra ID identity
-//! provider (SCIM on) and an admin token, and says so.
+//! `gatehouse demo` starts the emulator, a sample origin and a gateway wired to them, with an
+//! Entra ID identity provider (SCIM on, one provisioning cycle run), two applications with
+//! group policies and an admin token, and says how to reach them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,7 +36,7 @@ async fn demo_starts_everything_and_prints_how_to_use_it() {
     let api = field("Admin API ");
     let token = field("Admin API token");
     assert!(
-        text.contains("/cdn-cgi/access/login/app.localhost:") && text.contains("/cdn-cgi/access/test-idp/"),
+        text.contains("/cdn-cgi/access/login/wiki.localhost:") && text.contains("/cdn-cgi/access/test-idp/"),
         "{text}"
     );
     for user in ["alice@", "bob@", "carol@", "dave@", "erin@"] {
@@ -67,7 +68,44 @@ async fn demo_starts_everything_and_prints_how_to_use_it() {
         .json()
         .await
         .unwrap();
-    assert_eq!(apps["result"][0]["policies"][0]["name"], "Engineering", "{apps}");
+    let policies: Vec<_> =
+        apps["result"].as_array().unwrap().iter().map(|a| a["policies"][0]["name"].clone()).collect();
+    assert_eq!(policies, [serde_json::json!("Engineering"), serde_json::json!("Sales")], "{apps}");
+
+    // One provisioning cycle ran against the gateway's SCIM endpoint and delivered the tenant.
+    let scim = field("SCIM  ");
+    assert_eq!(scim, "one", "{text}");
+    assert!(text.contains("4 users and 4 groups created"), "{text}");
+
+    // The dashboard link signs in with the token in the fragment, which browsers never send.
+    let dashboard = field("Dashboard");
+    assert!(dashboard.ends_with(&format!("/login#token={token}")), "{dashboard}");
+    let login = http.get(dashboard.split('#').next().unwrap()).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains("name=\"token\""));
+
+    // The applications are served by the sample origin behind the gateway: without a session
+    // a request is sent to sign in on the team domain.
+    let public = field("Public listener");
+    let wiki = field("Engineering wiki");
+    let wiki_host = wiki.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_redirects.get(format!("{public}/")).header("host", &wiki_host).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let team = text
+        .lines()
+        .find_map(|l| l.split_once("(team domain ").map(|(_, t)| t.trim_end_matches(')').to_owned()))
+        .unwrap();
+    assert!(location.starts_with(&format!("{team}/cdn-cgi/access/login/wiki.localhost")), "{location}");
+
+    // The tenant has the user in more than 200 groups that the overage path needs.
+    let tenant =
+        gatehouse_entra_sim::Tenant::from_toml_str(include_str!("../../gatehouse-entra-sim/tenants/demo.toml"))
+            .unwrap();
+    let dave = tenant.user_by_upn("dave@contoso.onmicrosoft.com").unwrap().id;
+    let dave_groups = tenant.transitive_groups(dave).len();
+    assert!(dave_groups > 200, "dave is in {dave_groups} groups");
     let _ = child.kill();
     let _ = child.wait();
 }

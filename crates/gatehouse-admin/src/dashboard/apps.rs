@@ -16,7 +16,7 @@ use gatehouse_core::app::{AppInput, Application, SameSite};
 use gatehouse_core::policy::input::{PolicyInput, StoredPolicy};
 use gatehouse_core::policy::{PolicyDecision, Rule};
 use gatehouse_core::{AppId, IdpId};
-use gatehouse_store::{AppStore, IdpFilter, IdpStore, Page, PolicyStore, ServiceTokenStore};
+use gatehouse_store::{AppStore, IdpFilter, IdpStore, Page, PolicyStore, SCIM_MAX_PAGE, ScimStore, ServiceTokenStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -79,12 +79,24 @@ pub(crate) struct Options {
     pub blank: RuleRow,
 }
 
-/// SCIM groups offered in the dropdown, as `<idp id>:<Entra object id>` values.
-///
-/// Empty until the store keeps SCIM-provisioned groups; the builder then says so and the
-/// Entra object id can be entered directly.
-async fn scim_groups(_state: &AdminState) -> Result<Vec<Opt>, PageError> {
-    Ok(Vec::new())
+/// SCIM groups offered in the dropdown, as `<idp id>:<Entra object id>` values: every group
+/// provisioned with an `externalId` (Entra sends the group's object id there) by an IdP with
+/// SCIM on. Groups without one cannot be matched against sign-in tokens and are left out.
+async fn scim_groups(state: &AdminState) -> Result<Vec<Opt>, PageError> {
+    let idps = state.store.list_idps(IdpFilter { scim_enabled: Some(true) }, Page::new(1, Page::MAX_PER_PAGE)).await?;
+    let mut out = Vec::new();
+    for idp in &idps.items {
+        let groups = state.store.scim_list_groups(idp.id, None, 0, SCIM_MAX_PAGE).await?;
+        for g in groups.items {
+            if let Some(ext) = g.external_id.filter(|e| !e.trim().is_empty()) {
+                let label =
+                    if idps.items.len() > 1 { format!("{} ({})", g.display_name, idp.name) } else { g.display_name };
+                out.push(Opt { value: format!("{}:{}", idp.id, ext.trim().to_ascii_lowercase()), label });
+            }
+        }
+    }
+    out.sort_by_key(|o| o.label.to_lowercase());
+    Ok(out)
 }
 
 pub(crate) async fn options(state: &AdminState) -> Result<Options, PageError> {

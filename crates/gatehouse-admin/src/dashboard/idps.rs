@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_core::IdpId;
 use gatehouse_core::idp::{IdentityProvider, IdentityUpdateBehavior, IdpInput, IdpType, Prompt};
-use gatehouse_store::{IdpFilter, IdpStore};
+use gatehouse_store::{IdpFilter, IdpStore, Page, ScimDriftRecord, ScimStore};
 use serde_json::{Map, Value, json};
 
 use super::form::{Form, Pairs, Query, split_list};
@@ -261,6 +261,26 @@ struct FormPage {
     scim_secret: Option<String>,
     /// The public test flow of this IdP.
     test_url: Option<String>,
+    /// Latest nested-group drift warnings, and how many there are.
+    drift: Vec<DriftRow>,
+    drift_total: u64,
+}
+
+/// A user who reached a provisioned group only through nesting.
+struct DriftRow {
+    user: String,
+    group: String,
+    group_id: String,
+    at: String,
+}
+
+fn drift_row(d: ScimDriftRecord) -> DriftRow {
+    DriftRow {
+        user: d.user_name,
+        group: d.group_name,
+        group_id: d.group_external_id.unwrap_or_default(),
+        at: when(Some(d.detected_at)),
+    }
 }
 
 async fn form_page(
@@ -273,7 +293,16 @@ async fn form_page(
     scim_secret: Option<String>,
 ) -> Result<FormPage, PageError> {
     let base = ops::base(state).await?;
+    let (drift, drift_total) = match existing {
+        Some(i) => {
+            let found = state.store.scim_drift(Some(i.id), Page::new(1, 5)).await?;
+            (found.items.into_iter().map(drift_row).collect(), found.total)
+        }
+        None => (Vec::new(), 0),
+    };
     Ok(FormPage {
+        drift,
+        drift_total,
         chrome,
         kind: kind.as_str(),
         kind_label: kind_label(kind),
@@ -425,6 +454,35 @@ pub(crate) async fn regenerate_scim_secret(
         Some(secret.expose().to_owned()),
     );
     Ok(render(&page.await?))
+}
+
+#[derive(Template)]
+#[template(path = "drift.html")]
+struct DriftPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    rows: Vec<DriftRow>,
+    pager: Pager,
+}
+
+/// `GET /idps/{id}/drift`: every nested-group drift warning of the IdP.
+pub(crate) async fn drift(
+    State(state): State<AdminState>,
+    Extension(dash): Extension<Dash>,
+    Path(id): Path<String>,
+    Query(q): Query,
+) -> Result<Response, PageError> {
+    let idp = load(&state, &id).await?;
+    let page = page_of(&q)?;
+    let found = state.store.scim_drift(Some(idp.id), page).await?;
+    Ok(render(&DriftPage {
+        chrome: Chrome::new(&dash, "idps", &q),
+        id: idp.id.to_string(),
+        name: idp.name.clone(),
+        rows: found.items.into_iter().map(drift_row).collect(),
+        pager: Pager::new(&format!("/idps/{}/drift", idp.id), &q, page, found.total),
+    }))
 }
 
 /// `POST /idps/{id}/delete`.

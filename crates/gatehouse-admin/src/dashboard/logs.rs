@@ -5,8 +5,8 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use gatehouse_core::AppId;
-use gatehouse_store::{AccessLogFilter, AppStore, DataPlaneStore, Page};
+use gatehouse_core::{AppId, IdpId};
+use gatehouse_store::{AccessLogFilter, AppStore, DataPlaneStore, IdpFilter, IdpStore, Page, ScimLogFilter, ScimStore};
 
 use super::apps::Opt;
 use super::form::Query;
@@ -134,16 +134,116 @@ pub(crate) async fn access(
     Ok(render(&AccessPage { chrome: Chrome::new(&dash, "logs", &q), f, apps, rows, pager, error }))
 }
 
+struct ScimRow {
+    at: String,
+    idp: String,
+    method: String,
+    kind: String,
+    subject: String,
+    ok: bool,
+    error: String,
+    body: String,
+}
+
+struct ScimFilters {
+    idp: String,
+    method: String,
+    kind: String,
+    status: String,
+    email: String,
+    group: String,
+    since: String,
+    until: String,
+}
+
 #[derive(Template)]
 #[template(path = "scim_logs.html")]
 struct ScimPage {
     chrome: Chrome,
+    f: ScimFilters,
+    idps: Vec<Opt>,
+    rows: Vec<ScimRow>,
+    pager: Pager,
+    error: Option<String>,
 }
 
-/// `GET /logs/scim`: the SCIM provisioning log.
-///
-/// The store keeps no SCIM provisioning log yet; the page says so rather than showing an
-/// empty table that would suggest nothing was provisioned.
-pub(crate) async fn scim(Extension(dash): Extension<Dash>, Query(q): Query) -> Result<Response, PageError> {
-    Ok(render(&ScimPage { chrome: Chrome::new(&dash, "logs", &q) }))
+/// `GET /logs/scim`: every request Entra's provisioning service made, with its outcome,
+/// filtered by IdP, operation, resource and time.
+pub(crate) async fn scim(
+    State(state): State<AdminState>,
+    Extension(dash): Extension<Dash>,
+    Query(q): Query,
+) -> Result<Response, PageError> {
+    let page = page_of(&q)?;
+    let f = ScimFilters {
+        idp: q.get("idp").to_owned(),
+        method: q.get("method").to_ascii_uppercase(),
+        kind: q.get("kind").to_ascii_uppercase(),
+        status: q.get("status").to_ascii_uppercase(),
+        email: q.get("email").to_owned(),
+        group: q.get("group").to_owned(),
+        since: q.get("since").to_owned(),
+        until: q.get("until").to_owned(),
+    };
+    let all_idps = state.store.list_idps(IdpFilter::default(), Page::new(1, Page::MAX_PER_PAGE)).await?.items;
+    let idps: Vec<Opt> = all_idps.iter().map(|i| Opt { value: i.id.to_string(), label: i.name.clone() }).collect();
+    let mut error = None;
+    let mut bad = |e: String| {
+        error.get_or_insert(e);
+    };
+    let since = instant("From", &f.since).unwrap_or_else(|e| {
+        bad(e);
+        None
+    });
+    let until = instant("Until", &f.until).unwrap_or_else(|e| {
+        bad(e);
+        None
+    });
+    let idp_ids = match f.idp.as_str() {
+        "" => Vec::new(),
+        raw => match raw.parse::<IdpId>() {
+            Ok(id) => vec![id],
+            Err(_) => {
+                bad(format!("Identity provider: {raw:?} is not an id"));
+                Vec::new()
+            }
+        },
+    };
+    let one = |v: &str| if v.is_empty() { Vec::new() } else { vec![v.to_owned()] };
+    let filter = ScimLogFilter {
+        idp_ids,
+        methods: one(&f.method),
+        resource_types: one(&f.kind),
+        statuses: one(&f.status),
+        resource_user_email: Some(f.email.clone()).filter(|s| !s.is_empty()),
+        resource_group_name: Some(f.group.clone()).filter(|s| !s.is_empty()),
+        since,
+        until,
+        ..ScimLogFilter::default()
+    };
+    let (rows, total) = if error.is_some() {
+        (Vec::new(), 0)
+    } else {
+        let found = state.store.scim_logs(&filter, page).await?;
+        let rows = found
+            .items
+            .into_iter()
+            .map(|l| ScimRow {
+                at: when(Some(l.logged_at)),
+                idp: all_idps
+                    .iter()
+                    .find(|i| i.id == l.idp_id)
+                    .map_or_else(|| l.idp_id.to_string(), |i| i.name.clone()),
+                method: l.request_method,
+                kind: l.resource_type,
+                subject: l.resource_user_email.or(l.resource_group_name).or(l.idp_resource_id).unwrap_or_default(),
+                ok: l.status == "SUCCESS",
+                error: l.error_description.unwrap_or_default(),
+                body: l.request_body.unwrap_or_default(),
+            })
+            .collect();
+        (rows, found.total)
+    };
+    let pager = Pager::new("/logs/scim", &q, page, total);
+    Ok(render(&ScimPage { chrome: Chrome::new(&dash, "logs", &q), f, idps, rows, pager, error }))
 }

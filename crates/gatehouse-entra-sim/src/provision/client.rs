@@ -45,11 +45,18 @@ impl ScimTarget {
         let flagged = parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("aadOptscim062020"));
         parsed.set_query(None);
         parsed.set_fragment(None);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(SimError::HttpClient)?;
+        let mut builder =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30));
+        // Names under `.localhost` are loopback (RFC 6761), as browsers treat them, but the
+        // system resolver may not know them: a local gateway's team domain such as
+        // `auth.localhost` must still be reachable.
+        if let Some(host) = parsed.host_str().map(str::to_ascii_lowercase)
+            && (host == "localhost" || host.ends_with(".localhost"))
+        {
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            builder = builder.resolve(&host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        let http = builder.build().map_err(SimError::HttpClient)?;
         Ok(Self {
             base: parsed.as_str().trim_end_matches('/').to_owned(),
             mode: if flagged { ProvisioningMode::AadOptscim062020 } else { mode },
