@@ -1,12 +1,13 @@
-//! Sign-in through an OpenID Connect provider that is not ours: panva's certified
-//! `oidc-provider` (npm), run by `tests/oidc-provider/server.mjs`, configured as a generic
-//! `oidc` identity provider of an in-process gateway. A scripted browser with a cookie jar
-//! walks the whole flow over real HTTP on loopback — protected URL, team-domain login, the
-//! provider's login form, callback, authorized, origin — and the application token is checked
-//! with a standard JWT library against `/cdn-cgi/access/certs`.
+//! Sign-in through the gateway's own listeners, end to end over real HTTP on loopback: a
+//! scripted browser with a cookie jar goes from a protected URL through team-domain login,
+//! the identity provider's sign-in form, the callback and `authorized` to the origin, and the
+//! application token is checked with a standard JWT library against `/cdn-cgi/access/certs`.
 //!
-//! Needs Node.js and `npm ci` in `tests/oidc-provider` (the README's test command does it).
-//! Without them the test fails under CI and is skipped loudly elsewhere.
+//! Two identity providers: the Entra ID emulator (as an `azureAD` IdP, its hosts set through
+//! `entra.clouds.default`), and one that is not ours — panva's certified `oidc-provider`
+//! (npm), run from `tests/oidc-provider/server.mjs` as a generic `oidc` IdP. That one needs
+//! Node.js and `npm ci` in `tests/oidc-provider` (the README's test command does it); without
+//! them its test fails under CI and is skipped loudly elsewhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::IntoResponse as _;
-use gatehouse::config::{Config, IngressRule, Overrides};
+use gatehouse::config::{CloudEndpoints, Config, IngressRule, Overrides};
 use gatehouse::gateway::Gateway;
 use gatehouse_core::TokenId;
 use gatehouse_core::secret::{SecretKey, hash_bearer_secret};
@@ -32,6 +33,9 @@ const TEAM: &str = "http://auth.test";
 const CLIENT_ID: &str = "gatehouse-test-client";
 const CLIENT_SECRET: &str = "a-client-secret-of-the-test-provider";
 const PASSWORD: &str = "correct horse battery staple";
+const DEMO_TENANT: &str = include_str!("../../gatehouse-entra-sim/tenants/demo.toml");
+const DEMO_PASSWORD: &str = "Passw0rd!";
+const ENGINEERING: &str = "0a1b2c3d-0001-4e5f-8a9b-000000000001";
 
 // ---------------------------------------------------------------------------------------------
 // The provider
@@ -229,25 +233,54 @@ impl Browser {
         panic!("too many redirects: {visited:?}");
     }
 
-    /// Opens `url` and signs in at the provider's login form as `user` when it is shown;
-    /// returns the final URL and response, and every URL passed through.
-    async fn open_and_sign_in(&self, url: &str, user: &str) -> (String, reqwest::Response, Vec<String>) {
+    /// Opens `url` and, when a page with the form `form` is reached, fills in `fields` (plus
+    /// the form's hidden inputs) and submits it; returns the final URL and response, and
+    /// every URL passed through.
+    async fn open_and_sign_in(&self, url: &str, form: &str, fields: &[(&str, &str)]) -> Landed {
         let mut visited = vec![url.to_owned()];
         let first = self.get(url).await;
         let (at, resp) = self.follow(url, first, &mut visited).await;
-        if !at.contains("/interaction/") {
-            return (at, resp, visited);
-        }
+        let status = resp.status().as_u16();
         let html = resp.text().await.unwrap();
-        let form_at = html.find("id=\"login\"").unwrap_or_else(|| panic!("login form at {at}: {html}"));
-        let action_at = form_at + html[form_at..].find("action=\"").unwrap() + 8;
-        let action = &html[action_at..action_at + html[action_at..].find('"').unwrap()];
-        let action = url::Url::parse(&at).unwrap().join(action).unwrap().to_string();
+        let Some(form_at) = html.find(&format!("id=\"{form}\"")) else {
+            // No sign-in form: the IdP remembered the user, or the gateway answered itself.
+            return Landed { url: at, status, body: html, visited };
+        };
+        let start = html[..form_at].rfind("<form").unwrap();
+        let end = start + html[start..].find("</form>").unwrap();
+        let form_html = &html[start..end];
+        let attr = |tag: &str, name: &str| -> Option<String> {
+            let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(tag[at..at + tag[at..].find('"')?].replace("&amp;", "&"))
+        };
+        let action = url::Url::parse(&at).unwrap().join(&attr(form_html, "action").unwrap()).unwrap().to_string();
+        let mut values: Vec<(String, String)> = form_html
+            .split("<input")
+            .skip(1)
+            .filter(|tag| tag.contains("type=\"hidden\""))
+            .filter_map(|tag| Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default())))
+            .collect();
+        values.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         visited.push(action.clone());
-        let posted = self.send(reqwest::Method::POST, &action, Some(&[("login", user), ("password", PASSWORD)])).await;
+        let posted = self.send(reqwest::Method::POST, &action, Some(&pairs)).await;
         let (at, resp) = self.follow(&action, posted, &mut visited).await;
-        (at, resp, visited)
+        let status = resp.status().as_u16();
+        Landed { url: at, status, body: resp.text().await.unwrap(), visited }
     }
+}
+
+/// Where a browser ended up: the last URL, its status and body, and every URL on the way.
+struct Landed {
+    url: String,
+    status: u16,
+    body: String,
+    visited: Vec<String>,
+}
+
+/// Signs in at the independent provider's login form as `user`.
+async fn at_provider(browser: &Browser, url: &str, user: &str) -> Landed {
+    browser.open_and_sign_in(url, "login", &[("login", user), ("password", PASSWORD)]).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +303,11 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A gateway whose configuration `configure` adjusts first.
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin_url = format!("http://{}", origin.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(origin, axum::Router::new().fallback(echo)).await });
@@ -288,6 +326,7 @@ impl Env {
             serde_json::from_value(json!({"hostname": host, "service": service})).unwrap()
         };
         config.ingress = vec![rule(Some("*.test"), &origin_url), rule(None, "http_status:404")];
+        configure(&mut config);
         let gw = Gateway::start(&config, SecretKey::generate().unwrap(), None).await.unwrap();
         gw.store
             .insert_token(&ApiToken {
@@ -342,12 +381,12 @@ impl Env {
         })
     }
 
-    /// An application on `host` admitting the e-mail `admit`; waits until the data plane
-    /// serves it (a redirect to sign-in).
-    async fn add_app(&self, host: &str, admit: &str) -> Value {
+    /// An application on `host` with one allow policy including `include` (Cloudflare's rule
+    /// JSON); waits until the data plane serves it (a redirect to sign-in).
+    async fn add_app(&self, host: &str, include: Value) -> Value {
         let body = json!({
             "type": "self_hosted", "name": host, "domain": host,
-            "policies": [{"name": "by e-mail", "decision": "allow", "include": [{"email": {"email": admit}}]}]
+            "policies": [{"name": "allow", "decision": "allow", "include": include}]
         });
         let app = self.api(reqwest::Method::POST, "/access/apps", Some(body)).await;
         let browser = Browser::new(self.gw.public_addr);
@@ -358,6 +397,11 @@ impl Env {
         }
         app
     }
+}
+
+/// An `include` admitting one e-mail address.
+fn email(address: &str) -> Value {
+    json!([{"email": {"email": address}}])
 }
 
 /// Verifies an application token the way an origin does: RS256 with the published key of its
@@ -400,17 +444,14 @@ async fn sign_in_through_an_independent_oidc_provider() {
     let env = Env::start().await;
     let idp =
         env.api(reqwest::Method::POST, "/access/identity_providers", Some(env.idp_body(&issuer, true).await)).await;
-    let app = env.add_app("app.test", "alice@example.org").await;
+    let app = env.add_app("app.test", email("alice@example.org")).await;
     let aud = app["aud"].as_str().unwrap().to_owned();
-    let other = env.add_app("other.test", "mallory@example.org").await;
+    let other = env.add_app("other.test", email("mallory@example.org")).await;
 
     // Alice opens a protected URL, signs in at the provider and reaches the origin.
     let alice = Browser::new(env.gw.public_addr);
-    let (at, resp, visited) = alice.open_and_sign_in("http://app.test/reports?q=1", "alice").await;
-    if resp.status() != 200 {
-        panic!("{at}: {} {}\n{visited:#?}", resp.status(), resp.text().await.unwrap());
-    }
-    assert_eq!(at, "http://app.test/reports?q=1", "{visited:#?}");
+    let Landed { url: at, status, body, visited } = at_provider(&alice, "http://app.test/reports?q=1", "alice").await;
+    assert_eq!((at.as_str(), status), ("http://app.test/reports?q=1", 200), "{body}\n{visited:#?}");
     let login = &visited[1];
     assert!(login.starts_with(&format!("{TEAM}/cdn-cgi/access/login/app.test?kid={aud}")), "{visited:#?}");
     let authorize = visited.iter().find(|u| u.starts_with(&format!("{issuer}/auth?"))).expect("to the provider");
@@ -422,7 +463,7 @@ async fn sign_in_through_an_independent_oidc_provider() {
     assert!(visited.iter().any(|u| u.starts_with("http://app.test/cdn-cgi/access/authorized?code=")), "{visited:#?}");
 
     // The origin got the identity headers; the token validates with a standard JWT library.
-    let seen: Value = resp.json().await.unwrap();
+    let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(seen["uri"], "/reports?q=1");
     assert_eq!(seen["headers"]["cf-access-authenticated-user-email"], "alice@example.org");
     let jwt = alice.cookie("app.test", "CF_Authorization").expect("application cookie");
@@ -447,10 +488,10 @@ async fn sign_in_through_an_independent_oidc_provider() {
 
     // The other application does not admit Alice: single sign-on does not apply, the provider
     // signs her in again without a form, and the gateway refuses and records why.
-    let (at, resp, _) = alice.open_and_sign_in("http://other.test/", "alice").await;
-    assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?")), "{at}");
-    assert_eq!(resp.status(), 403);
-    assert!(resp.text().await.unwrap().contains("Ray ID: "));
+    let l = at_provider(&alice, "http://other.test/", "alice").await;
+    assert!(l.url.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?")), "{}", l.url);
+    assert_eq!(l.status, 403);
+    assert!(l.body.contains("Ray ID: "), "{}", l.body);
     let failed = env.api(reqwest::Method::GET, &format!("/access/users/{user_id}/failed_logins"), None).await;
     assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
     let m = &failed[0]["metadata"];
@@ -503,10 +544,9 @@ async fn sign_in_through_an_independent_oidc_provider() {
     // Mallory is refused by app.test, then admitted by other.test: her failed sign-ins,
     // recorded before she was a user, are hers.
     let mallory = Browser::new(env.gw.public_addr);
-    let (_, resp, _) = mallory.open_and_sign_in("http://app.test/", "mallory").await;
-    assert_eq!(resp.status(), 403);
-    let (at, resp, _) = mallory.open_and_sign_in("http://other.test/", "mallory").await;
-    assert_eq!((at.as_str(), resp.status().as_u16()), ("http://other.test/", 200));
+    assert_eq!(at_provider(&mallory, "http://app.test/", "mallory").await.status, 403);
+    let l = at_provider(&mallory, "http://other.test/", "mallory").await;
+    assert_eq!((l.url.as_str(), l.status), ("http://other.test/", 200));
     let jwt = mallory.cookie("other.test", "CF_Authorization").unwrap();
     let claims = verify_with_certs(&mallory, "other.test", &jwt, other["aud"].as_str().unwrap()).await;
     let path = format!("/access/users/{}/failed_logins", claims["sub"].as_str().unwrap());
@@ -518,9 +558,9 @@ async fn sign_in_through_an_independent_oidc_provider() {
     // The IdP test page through this provider: a fresh sign-in, and the identity received.
     let admin = Browser::new(env.gw.public_addr);
     let test_url = format!("{TEAM}/cdn-cgi/access/test-idp/{}", idp["id"].as_str().unwrap());
-    let (_, resp, visited) = admin.open_and_sign_in(&test_url, "alice").await;
-    assert!(visited.iter().any(|u| u.starts_with(&format!("{issuer}/auth?")) && u.contains("prompt=login")));
-    let page = resp.text().await.unwrap();
+    let l = at_provider(&admin, &test_url, "alice").await;
+    assert!(l.visited.iter().any(|u| u.starts_with(&format!("{issuer}/auth?")) && u.contains("prompt=login")));
+    let page = l.body;
     assert!(page.contains("Your connection works!"), "{page}");
     assert!(page.contains("alice@example.org") && page.contains("Research") && page.contains("engineering"), "{page}");
 
@@ -528,9 +568,9 @@ async fn sign_in_through_an_independent_oidc_provider() {
     let path = format!("/access/identity_providers/{}", idp["id"].as_str().unwrap());
     env.api(reqwest::Method::PUT, &path, Some(env.idp_body(&issuer, false).await)).await;
     let carol = Browser::new(env.gw.public_addr);
-    let (at, resp, _) = carol.open_and_sign_in("http://app.test/", "alice").await;
-    assert!(at.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?error=invalid_request")), "{at}");
-    assert_eq!(resp.status(), 401);
+    let l = at_provider(&carol, "http://app.test/", "alice").await;
+    assert!(l.url.starts_with(&format!("{TEAM}/cdn-cgi/access/callback?error=invalid_request")), "{}", l.url);
+    assert_eq!(l.status, 401);
 }
 
 /// Without Node.js too: the sign-in routes answer through the gateway's own listener (they
@@ -548,7 +588,7 @@ async fn sign_in_routes_answer_through_the_gateway_listener() {
                    "token_url": format!("{dead}/token"), "certs_url": format!("{dead}/jwks"), "pkce_enabled": true}
     });
     let idp = env.api(reqwest::Method::POST, "/access/identity_providers", Some(body)).await;
-    let app = env.add_app("app.test", "alice@example.org").await;
+    let app = env.add_app("app.test", email("alice@example.org")).await;
     let browser = Browser::new(env.gw.public_addr);
     let login = format!("{TEAM}/cdn-cgi/access/login/app.test?kid={}&redirect_url=%2F", app["aud"].as_str().unwrap());
     let r = browser.get(&login).await;
@@ -561,4 +601,80 @@ async fn sign_in_routes_answer_through_the_gateway_listener() {
     assert!(page.contains("data-code=\"idp_unreachable\"") && page.contains(&format!("{dead}/auth")), "{page}");
     let r = browser.get(&format!("{TEAM}/cdn-cgi/access/test-idp/not-an-id")).await;
     assert_eq!(r.status(), 404);
+}
+
+/// Signs in at the Entra emulator's form as `upn`.
+async fn at_entra(browser: &Browser, url: &str, upn: &str) -> Landed {
+    browser.open_and_sign_in(url, "signin", &[("username", upn), ("password", DEMO_PASSWORD)]).await
+}
+
+/// The Entra ID emulator as an `azureAD` identity provider of the gateway (its hosts set as
+/// `entra.clouds.default`): users with and without a mailbox, in nested groups and in more
+/// than 200 groups, reach the origin behind group policies.
+#[tokio::test]
+async fn sign_in_through_the_entra_emulator_reaches_the_origin() {
+    use gatehouse_entra_sim::{EntraSim, Tenant, tenant::AppUpdate};
+    let sim =
+        EntraSim::start(Tenant::from_toml_str(DEMO_TENANT).unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (client_id, secret) = sim
+        .tenant()
+        .read(|t| t.apps().next().map(|a| (a.client_id, a.secrets[0].value().expose().to_owned())))
+        .unwrap();
+    let callback = format!("{TEAM}/cdn-cgi/access/callback");
+    sim.tenant()
+        .edit(|t| t.update_app(client_id, AppUpdate { redirect_uris: Some(vec![callback]), ..Default::default() }))
+        .unwrap();
+    let env = Env::start_with(|c| {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        c.entra.clouds.insert(
+            "default".into(),
+            CloudEndpoints { login_url: url(sim.login_url()), graph_url: url(sim.graph_url()) },
+        );
+    })
+    .await;
+    let body = json!({
+        "name": "Contoso", "type": "azureAD",
+        "config": {"client_id": client_id, "client_secret": secret, "directory_id": sim.tenant_id(),
+                   "support_groups": true, "pkce_enabled": true}
+    });
+    let idp = env.api(reqwest::Method::POST, "/access/identity_providers", Some(body)).await;
+    let wiki =
+        env.add_app("wiki.test", json!([{"azureAD": {"id": ENGINEERING, "identity_provider_id": idp["id"]}}])).await;
+    let open = env.add_app("open.test", json!([{"everyone": {}}])).await;
+
+    // Alice is in Platform, nested in Engineering.
+    let alice = Browser::new(env.gw.public_addr);
+    let l = at_entra(&alice, "http://wiki.test/docs", "alice@contoso.onmicrosoft.com").await;
+    assert_eq!((l.url.as_str(), l.status), ("http://wiki.test/docs", 200), "{}\n{:#?}", l.body, l.visited);
+    assert!(
+        l.visited.iter().any(|u| u.contains("/oauth2/v2.0/authorize?") && u.contains("code_challenge_method=S256"))
+    );
+    let seen: Value = serde_json::from_str(&l.body).unwrap();
+    assert_eq!(seen["headers"]["cf-access-authenticated-user-email"], "alice@contoso.com");
+    let jwt = alice.cookie("wiki.test", "CF_Authorization").unwrap();
+    assert_eq!(seen["headers"]["cf-access-jwt-assertion"], json!(jwt));
+    let claims = verify_with_certs(&alice, "wiki.test", &jwt, wiki["aud"].as_str().unwrap()).await;
+    assert_eq!(claims["email"], "alice@contoso.com");
+    let id: Value = alice.get("http://wiki.test/cdn-cgi/access/get-identity").await.json().await.unwrap();
+    assert_eq!(id["idp"]["type"], "azureAD");
+    assert!(id["groups"].as_array().unwrap().iter().any(|g| g["id"] == ENGINEERING), "{id}");
+
+    // Bob has no mailbox: his UPN is his e-mail. Sales is not Engineering; everyone is fine.
+    let bob = Browser::new(env.gw.public_addr);
+    assert_eq!(at_entra(&bob, "http://wiki.test/", "bob@contoso.onmicrosoft.com").await.status, 403);
+    let l = at_entra(&bob, "http://open.test/", "bob@contoso.onmicrosoft.com").await;
+    assert_eq!((l.url.as_str(), l.status), ("http://open.test/", 200), "{}", l.body);
+    let seen: Value = serde_json::from_str(&l.body).unwrap();
+    assert_eq!(seen["headers"]["cf-access-authenticated-user-email"], "bob@contoso.onmicrosoft.com");
+    let jwt = bob.cookie("open.test", "CF_Authorization").unwrap();
+    verify_with_certs(&bob, "open.test", &jwt, open["aud"].as_str().unwrap()).await;
+
+    // Dave is in 252 groups: the token has an overage, and groups come from Graph.
+    let dave = Browser::new(env.gw.public_addr);
+    let l = at_entra(&dave, "http://wiki.test/", "dave@contoso.onmicrosoft.com").await;
+    assert_eq!((l.url.as_str(), l.status), ("http://wiki.test/", 200), "{}", l.body);
+    let id: Value = dave.get("http://wiki.test/cdn-cgi/access/get-identity").await.json().await.unwrap();
+    let groups = id["groups"].as_array().unwrap();
+    assert!(groups.len() >= 252, "{}", groups.len());
+    assert!(groups.iter().any(|g| g["id"] == ENGINEERING && g["name"] == "Engineering"), "names from Graph");
 }
