@@ -147,6 +147,11 @@ impl Dash {
 #[tokio::test]
 async fn pages_need_a_session_and_sign_in_takes_a_valid_token() {
     let d = dash().await;
+    let r = d.get("/no-such-page", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("No such page."), "{}", r.body);
+    let r = d.get("/client/v4/no-such-route", None).await;
+    assert!(r.body.contains("\"success\":false"), "the API keeps its own envelope: {}", r.body);
     let r = d.get("/apps?page=2", None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers[header::LOCATION], "/login?next=%2Fapps%3Fpage%3D2");

@@ -75,6 +75,16 @@ fn parse(text: &str) -> Demo {
     }
 }
 
+/// Kills the demo when the test ends, also when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn dashboard_and_demo_in_headless_chromium() {
     if !browser_available() {
@@ -82,15 +92,15 @@ fn dashboard_and_demo_in_headless_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let (mut child, rx) =
-        common::spawn_lines(common::bin().args(["demo", "--data-dir", data.to_str().unwrap()]).args([
-            "--public-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--entra-listen",
-            "127.0.0.1:0",
-        ]));
+    let (child, rx) = common::spawn_lines(common::bin().args(["demo", "--data-dir", data.to_str().unwrap()]).args([
+        "--public-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--entra-listen",
+        "127.0.0.1:0",
+    ]));
+    let child = KillOnDrop(child);
     let mut text = String::new();
     while !text.contains("Press Ctrl-C") {
         match rx.recv_timeout(Duration::from_secs(60)) {
@@ -99,7 +109,7 @@ fn dashboard_and_demo_in_headless_chromium() {
                 text.push('\n');
             }
             Err(e) => {
-                let _ = child.kill();
+                drop(child);
                 panic!("gatehouse demo did not start ({e}):\n{text}");
             }
         }
@@ -115,8 +125,7 @@ fn dashboard_and_demo_in_headless_chromium() {
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null());
     let out = node.output().expect("run node");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}");

@@ -8,19 +8,29 @@ mod common;
 
 use std::time::Duration;
 
+/// Kills the demo when the test ends, also when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn demo_starts_everything_and_prints_how_to_use_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let (mut child, rx) =
-        common::spawn_lines(common::bin().args(["demo", "--data-dir", data.to_str().unwrap()]).args([
-            "--public-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--entra-listen",
-            "127.0.0.1:0",
-        ]));
+    let (child, rx) = common::spawn_lines(common::bin().args(["demo", "--data-dir", data.to_str().unwrap()]).args([
+        "--public-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--entra-listen",
+        "127.0.0.1:0",
+    ]));
+    let child = KillOnDrop(child);
     let mut text = String::new();
     while !text.contains("Press Ctrl-C") {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("demo output");
@@ -106,6 +116,5 @@ async fn demo_starts_everything_and_prints_how_to_use_it() {
     let dave = tenant.user_by_upn("dave@contoso.onmicrosoft.com").unwrap().id;
     let dave_groups = tenant.transitive_groups(dave).len();
     assert!(dave_groups > 200, "dave is in {dave_groups} groups");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }

@@ -69,8 +69,14 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/static/dashboard.css", get(css))
         .route("/static/dashboard.js", get(js))
         .merge(signed_in)
+        .fallback(not_found)
         .layer(from_fn(security_headers))
         .with_state(state)
+}
+
+/// Unknown paths of the admin listener outside the API: an HTML page, not an empty body.
+async fn not_found() -> page::PageError {
+    page::PageError::NotFound("page")
 }
 
 async fn css() -> Response {
