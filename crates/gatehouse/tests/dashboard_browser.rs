@@ -3,7 +3,8 @@
 //! drives Chromium through playwright-core: sign in to the dashboard with a token, add an
 //! identity provider, build a policy with a SCIM group from the dropdown, sign in to the demo
 //! application through the emulator's sign-in page and see the origin's identity page, be
-//! refused on the other application, revoke the user and see their next request refused.
+//! refused on the other application (and the reverse for a Sales user), sign in with 252
+//! groups (token overage), revoke the user and see their next request refused.
 //!
 //! Needs Node.js, Chromium (`/usr/bin/chromium`, Debian's `chromium` package) and `npm ci` in
 //! `tests/browser` (the README's test command does it). Without them the test fails under CI
@@ -138,6 +139,8 @@ fn dashboard_and_demo_in_headless_chromium() {
         "alice signs in to the wiki through the emulator",
         "alice is refused on the Sales dashboard",
         "revoke alice, and her next proxied request is refused",
+        "bob (no mailbox) gets into the Sales dashboard",
+        "dave, in 252 groups",
     ] {
         assert!(
             stdout.lines().any(|l| l.starts_with("ok - ") && l.contains(flow)),
