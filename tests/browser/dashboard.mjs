@@ -156,7 +156,7 @@ try {
     await shot(page, "identity-providers");
   });
 
-  await flow("dashboard: the IdP's Test link opens the public test-idp flow on the emulator", async () => {
+  await flow("dashboard: the IdP's Test link opens the public test-idp flow on the emulator; provisioned users and groups are listed", async () => {
     const page = dash;
     await page.goto(`${ADMIN}/idps`);
     await page.click("td a:has-text('Contoso')");
@@ -164,6 +164,11 @@ try {
     const [popup] = await Promise.all([page.context().waitForEvent("page"), page.click("#test-idp")]);
     await popup.waitForSelector("#signin #username");
     await popup.close();
+    // What the demo's provisioning cycle delivered.
+    await page.waitForSelector("#scim-counts:has-text('4 users')");
+    await page.click("#scim-counts a:has-text('groups')");
+    await page.waitForSelector("#scim-groups td:has-text('Engineering')");
+    await page.waitForSelector(`#scim-groups td code:has-text('${ENGINEERING_ID}')`);
   });
 
   let viaScim = false;

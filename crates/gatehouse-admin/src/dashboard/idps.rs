@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_core::IdpId;
 use gatehouse_core::idp::{IdentityProvider, IdentityUpdateBehavior, IdpInput, IdpType, Prompt};
-use gatehouse_store::{IdpFilter, IdpStore, Page, ScimDriftRecord, ScimStore};
+use gatehouse_store::{IdpFilter, IdpStore, Page, SCIM_MAX_PAGE, ScimDriftRecord, ScimStore};
 use serde_json::{Map, Value, json};
 
 use super::form::{Form, Pairs, Query, split_list};
@@ -264,6 +264,9 @@ struct FormPage {
     /// Latest nested-group drift warnings, and how many there are.
     drift: Vec<DriftRow>,
     drift_total: u64,
+    /// How many users and groups the IdP provisioned over SCIM.
+    scim_users: u64,
+    scim_groups: u64,
 }
 
 /// A user who reached a provisioned group only through nesting.
@@ -293,14 +296,18 @@ async fn form_page(
     scim_secret: Option<String>,
 ) -> Result<FormPage, PageError> {
     let base = ops::base(state).await?;
-    let (drift, drift_total) = match existing {
+    let (drift, drift_total, scim_users, scim_groups) = match existing {
         Some(i) => {
             let found = state.store.scim_drift(Some(i.id), Page::new(1, 5)).await?;
-            (found.items.into_iter().map(drift_row).collect(), found.total)
+            let users = state.store.scim_list_users(i.id, None, 0, 1).await?.total;
+            let groups = state.store.scim_list_groups(i.id, None, 0, 1).await?.total;
+            (found.items.into_iter().map(drift_row).collect(), found.total, users, groups)
         }
-        None => (Vec::new(), 0),
+        None => (Vec::new(), 0, 0, 0),
     };
     Ok(FormPage {
+        scim_users,
+        scim_groups,
         drift,
         drift_total,
         chrome,
@@ -482,6 +489,81 @@ pub(crate) async fn drift(
         name: idp.name.clone(),
         rows: found.items.into_iter().map(drift_row).collect(),
         pager: Pager::new(&format!("/idps/{}/drift", idp.id), &q, page, found.total),
+    }))
+}
+
+/// One provisioned user or group.
+struct ScimRow {
+    name: String,
+    detail: String,
+    external_id: String,
+    active: bool,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "scim_resources.html")]
+struct ScimResourcesPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    /// `users` or `groups`.
+    kind: &'static str,
+    rows: Vec<ScimRow>,
+    pager: Pager,
+}
+
+/// `GET /idps/{id}/scim/{users|groups}`: what the IdP provisioned over SCIM.
+pub(crate) async fn scim_resources(
+    State(state): State<AdminState>,
+    Extension(dash): Extension<Dash>,
+    Path((id, kind)): Path<(String, String)>,
+    Query(q): Query,
+) -> Result<Response, PageError> {
+    let idp = load(&state, &id).await?;
+    let page = page_of(&q)?;
+    let per_page = page.per_page.min(SCIM_MAX_PAGE);
+    let offset = u64::from(page.page - 1) * u64::from(per_page);
+    let (kind, rows, total) = match kind.as_str() {
+        "users" => {
+            let found = state.store.scim_list_users(idp.id, None, offset, per_page).await?;
+            let rows = found
+                .items
+                .into_iter()
+                .map(|u| ScimRow {
+                    name: u.user_name,
+                    detail: u.display_name.unwrap_or_default(),
+                    external_id: u.external_id.unwrap_or_default(),
+                    active: u.active,
+                    updated: when(Some(u.updated_at)),
+                })
+                .collect();
+            ("users", rows, found.total)
+        }
+        "groups" => {
+            let found = state.store.scim_list_groups(idp.id, None, offset, per_page).await?;
+            let mut rows = Vec::with_capacity(found.items.len());
+            for g in found.items {
+                let members = state.store.scim_group_members(&g.id).await?.len();
+                rows.push(ScimRow {
+                    name: g.display_name,
+                    detail: format!("{members} direct member{}", if members == 1 { "" } else { "s" }),
+                    external_id: g.external_id.unwrap_or_default(),
+                    active: true,
+                    updated: when(Some(g.updated_at)),
+                });
+            }
+            ("groups", rows, found.total)
+        }
+        _ => return Err(PageError::NotFound("page")),
+    };
+    Ok(render(&ScimResourcesPage {
+        chrome: Chrome::new(&dash, "idps", &q),
+        id: idp.id.to_string(),
+        name: idp.name.clone(),
+        kind,
+        rows,
+        pager: Pager::new(&format!("/idps/{}/scim/{kind}", idp.id), &q, Page::new(page.page, per_page), total),
     }))
 }
 

@@ -41,6 +41,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/idps/{id}/scim-secret", post(idps::regenerate_scim_secret))
         .route("/idps/{id}/delete", post(idps::delete))
         .route("/idps/{id}/drift", get(idps::drift))
+        .route("/idps/{id}/scim/{kind}", get(idps::scim_resources))
         .route("/apps", get(apps::list))
         .route("/apps/new", get(apps::new_form).post(apps::create))
         .route("/apps/{id}", get(apps::show).post(apps::update))
