@@ -43,23 +43,113 @@ async fn certs(State(state): State<PublicState>) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc))
 }
 
-/// The public listener for per-core serving: requests for the control routes
-/// (`/cdn-cgi/...`, `/populations/...`) run on `control_runtime`, where the store lives;
-/// everything else goes through the data plane on the thread that accepted it.
-pub fn per_core(control: Router, data_plane: DataPlane, control_runtime: tokio::runtime::Handle) -> Router {
-    let run = tower::service_fn(move |req: Request| {
-        let (control, handle) = (control.clone(), control_runtime.clone());
-        async move {
-            use tower::ServiceExt as _;
-            Ok::<_, std::convert::Infallible>(match handle.spawn(control.oneshot(req)).await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(never)) => match never {},
-                Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
-            })
+/// The public listener's dispatch when it is served per core: requests for the control
+/// routes (`/cdn-cgi/...`, `/populations/...`) run on `control_runtime`, where the store and
+/// its connections live; everything else goes through the data plane on the thread that
+/// accepted the connection, without a router in between.
+#[derive(Debug, Clone)]
+pub struct PublicService {
+    control: Router,
+    data_plane: DataPlane,
+    control_runtime: tokio::runtime::Handle,
+}
+
+impl PublicService {
+    /// `control` is [`router`]'s result (plus any other control routes).
+    pub fn new(control: Router, data_plane: DataPlane, control_runtime: tokio::runtime::Handle) -> Self {
+        Self { control, data_plane, control_runtime }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn call(
+        &self,
+        peer: SocketAddr,
+        req: axum::http::Request<hyper::body::Incoming>,
+    ) -> axum::response::Response {
+        let mut req = req.map(axum::body::Body::new);
+        let path = req.uri().path();
+        if !(path.starts_with("/cdn-cgi/") || path.starts_with("/populations/")) {
+            return self.data_plane.clone().handle(peer, req).await;
         }
-    });
-    with_data_plane(
-        Router::new().route_service("/cdn-cgi/{*rest}", run.clone()).route_service("/populations/{*rest}", run),
-        data_plane,
-    )
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let control = self.control.clone();
+        let run = async move {
+            use tower::ServiceExt as _;
+            match control.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        };
+        match self.control_runtime.spawn(run).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, "control request failed");
+                crate::pages::page(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The gateway could not answer this request.",
+                )
+            }
+        }
+    }
+}
+
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a stopping listener waits for requests in flight.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One thread's accept loop for the public listener: HTTP/1.1 with upgrades straight on hyper, each connection a
+/// task on this thread; on stop, accepting ends and open connections are drained.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: PublicService,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // Every connection task holds a sender; when all are gone, the drain is complete.
+    let (drain, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let handler = hyper::service::service_fn(move |req| {
+            let service = service.clone();
+            async move { Ok::<_, std::convert::Infallible>(service.call(peer, req).await) }
+        });
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), handler).with_upgrades();
+        let (held, mut stopping) = (drain.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _held = held;
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(drain);
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained.recv()).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout");
+    }
 }

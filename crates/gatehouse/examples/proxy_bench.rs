@@ -22,6 +22,10 @@ use gatehouse_proxy::token::{self, AccessClaims};
 use gatehouse_store::{KeyStore as _, SessionKind, SessionRecord, SessionStore as _, UserStore as _};
 use serde_json::json;
 
+/// The binary's allocator, so the gateway measured here is the one `gatehouse serve` runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TEAM: &str = "http://auth.bench";
 const HOST: &str = "app.bench";
 const GROUP: &str = "0a1b2c3d-0001-4e5f-8a9b-000000000001";
@@ -45,7 +49,12 @@ fn nginx(dir: &Path, name: &str, workers: u32, server: &str) -> Child {
     )
     .unwrap();
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).expect("nginx");
-    Command::new(nginx).args(["-p", &d.to_string(), "-c"]).arg(&conf).stdout(Stdio::null()).spawn().expect("start nginx")
+    Command::new(nginx)
+        .args(["-p", &d.to_string(), "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start nginx")
 }
 
 async fn wait_for(port: u16) {
@@ -128,10 +137,11 @@ async fn main() {
         ),
     );
     let nginx_port = free_port();
+    let workers: u32 = std::env::var("BENCH_NGINX_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let mut proxy = nginx(
         dir.path(),
         "proxy",
-        2,
+        workers,
         &format!(
             "upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 128; keepalive_requests 100000; }}\n\
              server {{ listen 127.0.0.1:{nginx_port}; keepalive_requests 100000; location / {{ proxy_pass http://origin; \
@@ -148,12 +158,14 @@ async fn main() {
         ("GATEHOUSE_PUBLIC_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("GATEHOUSE_ADMIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("GATEHOUSE_LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ("GATEHOUSE_PROXY__THREADS".to_owned(), std::env::var("BENCH_THREADS").unwrap_or_else(|_| "0".into())),
     ];
     let mut config = Config::load_with_env(None, &Overrides::default(), vars).unwrap();
     let rule = |host: Option<&str>, service: String| -> IngressRule {
         serde_json::from_value(json!({"hostname": host, "service": service})).unwrap()
     };
-    config.ingress = vec![rule(Some(HOST), format!("http://127.0.0.1:{origin_port}")), rule(None, "http_status:404".into())];
+    config.ingress =
+        vec![rule(Some(HOST), format!("http://127.0.0.1:{origin_port}")), rule(None, "http_status:404".into())];
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let gw = Gateway::start(&config, SecretKey::generate().unwrap(), None).await.unwrap();
     let store = gw.store.clone();
@@ -198,7 +210,10 @@ async fn main() {
         created_at: now,
         updated_at: now,
     };
-    store.set_app_policies(app.id, &AppPolicies { owned: vec![policy.clone()], links: vec![(policy.id, 1)] }).await.unwrap();
+    store
+        .set_app_policies(app.id, &AppPolicies { owned: vec![policy.clone()], links: vec![(policy.id, 1)] })
+        .await
+        .unwrap();
     let identity = json!({"email": "bench@example.com", "groups": [{"id": GROUP, "name": "Engineering"}]});
     let user = store
         .record_sign_in(gatehouse_core::IdpId::generate(), "bench", "bench@example.com", "Bench", &identity, now)
@@ -218,19 +233,22 @@ async fn main() {
         .await
         .unwrap();
     let ring = KeyRing::from_stored(&store.signing_keys().await.unwrap(), now).unwrap();
-    let jwt = token::sign(&ring, &AccessClaims {
-        aud: vec![app.aud.clone()],
-        email: "bench@example.com".into(),
-        exp: now / 1000 + 86_400,
-        iat: now / 1000,
-        nbf: now / 1000,
-        iss: TEAM.into(),
-        kind: "app".into(),
-        identity_nonce: nonce,
-        sub: user.id.to_string(),
-        custom: Default::default(),
-        country: None,
-    })
+    let jwt = token::sign(
+        &ring,
+        &AccessClaims {
+            aud: vec![app.aud.clone()],
+            email: "bench@example.com".into(),
+            exp: now / 1000 + 86_400,
+            iat: now / 1000,
+            nbf: now / 1000,
+            iss: TEAM.into(),
+            kind: "app".into(),
+            identity_nonce: nonce,
+            sub: user.id.to_string(),
+            custom: Default::default(),
+            country: None,
+        },
+    )
     .unwrap();
 
     let gw_port = gw.public_addr.port();
@@ -286,13 +304,7 @@ async fn main() {
     println!("{:<28}{:>14}{:>12}{:>12}", "", "requests/s", "p50 ms", "p99 ms");
     println!("{:<28}{:>14.0}{:>12.3}{:>12.3}", "nginx (plain proxy)", n_rps, n_p50, n_p99);
     println!("{:<28}{:>14.0}{:>12.3}{:>12.3}", "gatehouse (session+policy)", g_rps, g_p50, g_p99);
-    println!(
-        "{:<28}{:>14.2}{:>12.2}{:>12.2}",
-        "ratio gatehouse/nginx",
-        g_rps / n_rps,
-        g_p50 / n_p50,
-        g_p99 / n_p99
-    );
+    println!("{:<28}{:>14.2}{:>12.2}{:>12.2}", "ratio gatehouse/nginx", g_rps / n_rps, g_p50 / n_p50, g_p99 / n_p99);
     let errors: u64 = ng.iter().chain(&gh).map(|r| r.errors).sum();
     if errors > 0 {
         println!("warning: {errors} failed or non-2xx responses");

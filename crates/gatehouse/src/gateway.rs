@@ -8,7 +8,7 @@ use gatehouse_oidc::{CloudOverrides, CloudUrls, OidcClient, OidcOptions};
 use gatehouse_proxy::dataplane::{DataPlane, DataPlaneOptions, DataPlaneParts};
 use gatehouse_proxy::ingress::{self, IngressHandle};
 use gatehouse_proxy::keys::{self, KeyRingHandle};
-use gatehouse_proxy::public::PublicState;
+use gatehouse_proxy::public::{PublicService, PublicState};
 use gatehouse_proxy::routes::RoutesHandle;
 use gatehouse_proxy::signin::TeamDomain;
 use gatehouse_store::{OrgStore, Store, StoreError};
@@ -108,8 +108,7 @@ impl Gateway {
             team,
         })
         .merge(gatehouse_scim::router(gatehouse_scim::ScimState::new(store.clone(), &config.public_url)));
-        let public_router =
-            gatehouse_proxy::public::per_core(control, data_plane, tokio::runtime::Handle::current());
+        let public_service = PublicService::new(control, data_plane, tokio::runtime::Handle::current());
         refreshers.extend([
             keys::spawn_refresher(store.clone(), ring),
             gatehouse_proxy::routes::spawn_refresher(store.clone(), routes),
@@ -119,7 +118,7 @@ impl Gateway {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         };
-        let public_threads = serve_per_core(public, public_router, &rx, threads)
+        let public_threads = serve_per_core(public, public_service, &rx, threads)
             .map_err(|source| StartError::Bind { addr: public_addr, source })?;
         let tasks = vec![tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
@@ -178,7 +177,7 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartErro
 /// Each returned receiver completes when its thread has finished serving.
 fn serve_per_core(
     listener: TcpListener,
-    router: axum::Router,
+    service: PublicService,
     stop: &watch::Receiver<bool>,
     threads: usize,
 ) -> std::io::Result<Vec<tokio::sync::oneshot::Receiver<()>>> {
@@ -186,17 +185,13 @@ fn serve_per_core(
     let mut done = Vec::with_capacity(threads);
     for i in 0..threads.max(1) {
         let socket = std_listener.try_clone()?;
-        let (router, stop) = (router.clone(), stop.clone());
+        let (service, stop) = (service.clone(), stop.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
             runtime.block_on(async move {
                 match TcpListener::from_std(socket) {
-                    Ok(l) => {
-                        if let Err(e) = serve(l, router, stop).await {
-                            tracing::warn!(error = %e, "public listener ended with an error");
-                        }
-                    }
+                    Ok(l) => gatehouse_proxy::public::serve(l, service, stop).await,
                     Err(e) => tracing::error!(error = %e, "public listener thread could not start"),
                 }
             });

@@ -14,6 +14,11 @@ use gatehouse_store::{ApiToken, OrgStore, Store, TokenStore};
 
 mod demo;
 
+/// mimalloc: the data plane allocates and frees small buffers on every request from several
+/// threads, where it is markedly cheaper than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Writes to standard output, ignoring a closed pipe (`gatehouse check | head`).
 pub(crate) fn out(text: &str) {
     use std::io::Write as _;
