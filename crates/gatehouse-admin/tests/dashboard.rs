@@ -353,3 +353,51 @@ async fn invalid_forms_keep_the_input_and_name_the_field() {
     let page = d.get(&app, Some(&cookie)).await;
     assert!(page.body.contains("Entra group 0a1b2c3d-0001-4e5f-8a9b-000000000001"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn a_user_is_revoked_and_their_seat_taken_from_the_users_page() {
+    use gatehouse_store::{SessionKind, SessionRecord, SessionStore, UserStore};
+    let d = dash().await;
+    let now = gatehouse_core::now_millis();
+    let identity = serde_json::json!({"email": "ada@example.com", "groups": []});
+    let idp = gatehouse_core::IdpId::generate();
+    let user = d.store.record_sign_in(idp, "sub-ada", "ada@example.com", "Ada", &identity, now).await.unwrap();
+    d.store
+        .insert_session(&SessionRecord {
+            nonce: "nonce-ada".into(),
+            user_id: user.id,
+            kind: SessionKind::Org,
+            app_id: None,
+            created_at: now,
+            expires_at: now + 3_600_000,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let (cookie, csrf) = d.sign_in(RW).await;
+    let list = d.get("/users?search=ada", Some(&cookie)).await;
+    assert!(
+        list.body.contains("ada@example.com") && list.body.contains(&format!("/users/{}", user.id)),
+        "{}",
+        list.body
+    );
+    let none = d.get("/users?search=nobody", Some(&cookie)).await;
+    assert!(!none.body.contains("ada@example.com"));
+    let page = d.get(&format!("/users/{}", user.id), Some(&cookie)).await;
+    assert!(page.body.contains("id=\"sessions\""), "{}", page.body);
+
+    let r = d.post(&format!("/users/{}/revoke", user.id), Some(&cookie), Some(ORIGIN), form(&[("_csrf", &csrf)])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(d.store.live_session("nonce-ada", gatehouse_core::now_millis()).await.unwrap().is_none(), "revoked");
+    assert!(d.store.revoked_nonces(gatehouse_core::now_millis()).await.unwrap().contains(&"nonce-ada".to_owned()));
+    let page = d.get(&format!("/users/{}", user.id), Some(&cookie)).await;
+    assert!(page.body.contains("id=\"no-sessions\""));
+
+    let seat = |v: &'static str| form(&[("_csrf", &csrf), ("access_seat", v)]);
+    let r = d.post(&format!("/users/{}/seat", user.id), Some(&cookie), Some(ORIGIN), seat("false")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(!d.store.get_user(user.id).await.unwrap().unwrap().access_seat);
+    let r = d.post(&format!("/users/{}/seat", user.id), Some(&cookie), Some(ORIGIN), seat("maybe")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("access_seat must be true or false"));
+}

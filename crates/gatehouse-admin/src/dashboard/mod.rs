@@ -58,6 +58,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/users", get(users::list))
         .route("/users/{id}", get(users::show))
         .route("/users/{id}/revoke", post(users::revoke))
+        .route("/users/{id}/seat", post(users::seat))
         .route("/logs", get(logs::access))
         .route("/logs/scim", get(logs::scim))
         .route("/keys", get(keys::keys).post(keys::update_interval))

@@ -6,10 +6,10 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use gatehouse_core::now_millis;
-use gatehouse_store::{IdpStore, SessionKind, SessionStore, UserRecord, UserStore};
+use gatehouse_store::{IdpStore, ScimStore, SessionKind, SessionStore, UserRecord, UserStore};
 use uuid::Uuid;
 
-use super::form::Query;
+use super::form::{Form, Query};
 use super::page::{Chrome, PageError, Pager, page_of, render, see_other, when};
 use super::session::Dash;
 use crate::AdminState;
@@ -145,6 +145,25 @@ pub(crate) async fn show(
         sessions,
         identity: serde_json::to_string_pretty(&u.identity).unwrap_or_default(),
     }))
+}
+
+/// `POST /users/{id}/seat`: gives or takes the user's Access seat (as `PATCH /access/seats`).
+pub(crate) async fn seat(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Result<Response, PageError> {
+    let u = load(&state, &id).await?;
+    let seat = match f.get("access_seat") {
+        "true" => true,
+        "false" => false,
+        other => return Err(PageError::BadRequest(format!("access_seat must be true or false, not {other:?}"))),
+    };
+    if !state.store.set_access_seat(u.id, seat, now_millis()).await? {
+        return Err(PageError::NotFound("user"));
+    }
+    tracing::info!(user = %u.id, seat, "user seat changed from the dashboard");
+    Ok(see_other(&format!("/users/{}?notice=saved", u.id)))
 }
 
 /// `POST /users/{id}/revoke`: ends every session of the user; the data plane refuses their
