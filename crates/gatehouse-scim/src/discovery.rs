@@ -31,7 +31,18 @@ fn with(mut v: Value, key: &str, value: Value) -> Value {
 }
 
 fn multi(name: &str, description: &str, subs: &[(&str, &str)]) -> Value {
-    let subs: Vec<Value> = subs.iter().map(|(n, t)| attr(n, t, &format!("The {n} of the {name} entry."))).collect();
+    let subs: Vec<Value> = subs
+        .iter()
+        .map(|(n, t)| {
+            let a = attr(n, t, &format!("The {n} of the {name} entry."));
+            match (*t, name) {
+                // RFC 7643 §7: a reference names what it may point to.
+                ("reference", "groups") => with(a, "referenceTypes", json!(["Group"])),
+                ("reference", _) => with(a, "referenceTypes", json!(["User", "Group"])),
+                _ => a,
+            }
+        })
+        .collect();
     with(with(attr(name, "complex", description), "multiValued", json!(true)), "subAttributes", json!(subs))
 }
 

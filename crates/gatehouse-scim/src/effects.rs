@@ -54,7 +54,8 @@ pub(crate) async fn membership_changed(
     if added.is_empty() && removed.is_empty() {
         return Ok(());
     }
-    if behaviour(idp) == IdentityUpdateBehavior::NoAction {
+    if behaviour(idp) == IdentityUpdateBehavior::NoAction || !store.scim_idp_has_sign_ins(idp.id).await? {
+        // Nobody signed in through this IdP yet (the initial sync): no identity to update.
         return Ok(());
     }
     for (ids, joined) in [(added, true), (removed, false)] {

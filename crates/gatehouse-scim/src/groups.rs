@@ -40,8 +40,35 @@ async fn members_of(state: &ScimState, g: &ScimGroupRecord) -> Result<Vec<ScimMe
 
 /// `GET /Groups`.
 pub(crate) async fn list(State(state): State<ScimState>, auth: Authed, RawQuery(raw): RawQuery) -> Response {
-    let result = async {
-        let q = ReadQuery::parse(raw.as_deref(), ResourceKind::Group)?;
+    let result = match ReadQuery::parse(raw.as_deref(), ResourceKind::Group) {
+        Ok(q) => list_with(&state, &auth, q).await,
+        Err(e) => Err(e),
+    };
+    LogEntry::new("GET", "GROUP").finish(&state, auth.idp.id, result)
+}
+
+/// `POST /Groups/.search`.
+pub(crate) async fn search(
+    State(state): State<ScimState>,
+    auth: Authed,
+    body: Result<ScimJson, ScimError>,
+) -> Response {
+    let mut log = LogEntry::new("POST", "GROUP");
+    let result = match body {
+        Ok(ScimJson(value, text)) => {
+            log.body = Some(text);
+            match ReadQuery::from_search(&value, ResourceKind::Group) {
+                Ok(q) => list_with(&state, &auth, q).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    log.finish(&state, auth.idp.id, result)
+}
+
+async fn list_with(state: &ScimState, auth: &Authed, q: ReadQuery) -> Result<Response, ScimError> {
+    {
         let page = state
             .store()
             .scim_list_groups(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
@@ -50,14 +77,13 @@ pub(crate) async fn list(State(state): State<ScimState>, auth: Authed, RawQuery(
         let base = state.base_url(auth.idp.id);
         let mut resources = Vec::with_capacity(page.items.len());
         for g in &page.items {
-            let members = if q.projection.wants("members") { Some(members_of(&state, g).await?) } else { None };
+            let members = if q.projection.wants("members") { Some(members_of(state, g).await?) } else { None };
             let mut r = render_group(g, members.as_deref(), &base);
             q.projection.apply(&mut r);
             resources.push(Value::Object(r));
         }
         Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
-    };
-    LogEntry::new("GET", "GROUP").finish(&state, auth.idp.id, result.await)
+    }
 }
 
 /// `GET /Groups/{id}`.

@@ -18,6 +18,7 @@ pub mod patch;
 pub mod path;
 mod query;
 mod resource;
+mod search;
 mod server;
 mod users;
 

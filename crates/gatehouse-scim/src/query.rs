@@ -73,6 +73,40 @@ impl ReadQuery {
     }
 }
 
+impl ReadQuery {
+    /// Reads a `POST .../.search` body (RFC 7644 §3.4.3): `filter`, `startIndex`, `count`,
+    /// `attributes` and `excludedAttributes` (arrays of names, or comma-separated strings).
+    pub(crate) fn from_search(body: &Value, kind: ResourceKind) -> Result<Self, ScimError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ScimError::bad_request(ScimType::InvalidSyntax, "a SearchRequest must be a JSON object"));
+        };
+        let get = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for name in ["filter", "startIndex", "count"] {
+            match get(name) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => pairs.push((name.to_owned(), s.clone())),
+                Some(Value::Number(n)) => pairs.push((name.to_owned(), n.to_string())),
+                Some(other) => return Err(invalid_value(format!("{name} must be a string or number, not {other}"))),
+            }
+        }
+        for name in ["attributes", "excludedAttributes"] {
+            match get(name) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => pairs.push((name.to_owned(), s.clone())),
+                Some(Value::Array(items)) => {
+                    let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                    let names = names.ok_or_else(|| invalid_value(format!("{name} must list strings")))?;
+                    pairs.push((name.to_owned(), names.join(",")));
+                }
+                Some(other) => return Err(invalid_value(format!("{name} must be an array of names, not {other}"))),
+            }
+        }
+        let raw = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        Self::parse(Some(&raw), kind)
+    }
+}
+
 // === filters ===
 
 /// Translates a parsed SCIM filter into the store's filter.

@@ -24,7 +24,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use gatehouse_core::IdpId;
 use gatehouse_core::idp::IdentityProvider;
 use gatehouse_store::{IdpStore, ScimLogRecord, ScimStore, Store, StoreError};
@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{ScimError, ScimType};
-use crate::{discovery, groups, users};
+use crate::{discovery, groups, search, users};
 
 /// The media type of every SCIM body.
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
@@ -111,10 +111,25 @@ impl ScimState {
     }
 }
 
-/// Writes provisioning-log entries in batches, so logging costs one transaction per batch.
+/// How long the log writer gathers entries before writing them in one transaction.
+const LOG_BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// Most entries written in one transaction.
+const LOG_BATCH_MAX: usize = 1024;
+
+/// Writes provisioning-log entries in batches: the first entry opens a short window in which
+/// further entries join it, so a provisioning cycle costs one log transaction per window
+/// instead of one per request (each SQLite commit is an fsync).
 async fn write_log(store: Store, mut rx: mpsc::UnboundedReceiver<ScimLogRecord>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    let mut batch = Vec::with_capacity(LOG_BATCH_MAX);
+    while rx.recv_many(&mut batch, LOG_BATCH_MAX).await > 0 {
+        let deadline = tokio::time::Instant::now() + LOG_BATCH_WINDOW;
+        while batch.len() < LOG_BATCH_MAX {
+            let room = LOG_BATCH_MAX - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         if let Err(e) = store.scim_log_append(&batch).await {
             tracing::error!(error = %e, entries = batch.len(), "could not write the SCIM provisioning log");
         }
@@ -131,8 +146,11 @@ pub fn router(state: ScimState) -> Router {
     let r = |p: &str| format!("{BASE}{p}");
     Router::new()
         .route(&r("/Users"), get(users::list).post(users::create))
+        .route(&r("/.search"), post(search::search_all))
+        .route(&r("/Users/.search"), post(users::search))
         .route(&r("/Users/{id}"), get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
         .route(&r("/Groups"), get(groups::list).post(groups::create))
+        .route(&r("/Groups/.search"), post(groups::search))
         .route(&r("/Groups/{id}"), get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete))
         .route(&r("/Schemas"), get(discovery::schemas))
         .route(&r("/Schemas/{id}"), get(discovery::schema_by_id))

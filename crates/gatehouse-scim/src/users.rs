@@ -35,8 +35,35 @@ fn with_location(mut resp: Response, user: &serde_json::Map<String, Value>) -> R
 
 /// `GET /Users`.
 pub(crate) async fn list(State(state): State<ScimState>, auth: Authed, RawQuery(raw): RawQuery) -> Response {
-    let result = async {
-        let q = ReadQuery::parse(raw.as_deref(), ResourceKind::User)?;
+    let result = match ReadQuery::parse(raw.as_deref(), ResourceKind::User) {
+        Ok(q) => list_with(&state, &auth, q).await,
+        Err(e) => Err(e),
+    };
+    LogEntry::new("GET", "USER").finish(&state, auth.idp.id, result)
+}
+
+/// `POST /Users/.search`.
+pub(crate) async fn search(
+    State(state): State<ScimState>,
+    auth: Authed,
+    body: Result<ScimJson, ScimError>,
+) -> Response {
+    let mut log = LogEntry::new("POST", "USER");
+    let result = match body {
+        Ok(ScimJson(value, text)) => {
+            log.body = Some(text);
+            match ReadQuery::from_search(&value, ResourceKind::User) {
+                Ok(q) => list_with(&state, &auth, q).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    log.finish(&state, auth.idp.id, result)
+}
+
+async fn list_with(state: &ScimState, auth: &Authed, q: ReadQuery) -> Result<Response, ScimError> {
+    {
         let page = state
             .store()
             .scim_list_users(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
@@ -53,8 +80,7 @@ pub(crate) async fn list(State(state): State<ScimState>, auth: Authed, RawQuery(
             })
             .collect();
         Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
-    };
-    LogEntry::new("GET", "USER").finish(&state, auth.idp.id, result.await)
+    }
 }
 
 /// `GET /Users/{id}`.

@@ -199,15 +199,19 @@ fn invalid(msg: impl Into<String>) -> StoreError {
 fn compile(f: &ScimFilter, table: Table, first: usize) -> Result<(String, Vec<Bind>), StoreError> {
     let mut binds = Vec::new();
     let mut terms = 0;
-    let sql = compile_node(f, table, first, 0, &mut terms, &mut binds)?;
+    let sql = compile_node(f, table, first, 0, false, &mut terms, &mut binds)?;
     Ok((sql, binds))
 }
 
+/// `under_not`: inside a `NOT`, where a comparison with a NULL column must count as false
+/// (not unknown) for the negation to hold. Elsewhere comparisons stay bare, so the
+/// `(idp_id, user_name_lower)` and `(idp_id, display_lower)` indexes serve Entra's lookups.
 fn compile_node(
     f: &ScimFilter,
     table: Table,
     first: usize,
     depth: usize,
+    under_not: bool,
     terms: &mut usize,
     binds: &mut Vec<Bind>,
 ) -> Result<String, StoreError> {
@@ -217,11 +221,11 @@ fn compile_node(
     match f {
         ScimFilter::And(a, b) | ScimFilter::Or(a, b) => {
             let joiner = if matches!(f, ScimFilter::And(..)) { "AND" } else { "OR" };
-            let a = compile_node(a, table, first, depth + 1, terms, binds)?;
-            let b = compile_node(b, table, first, depth + 1, terms, binds)?;
+            let a = compile_node(a, table, first, depth + 1, under_not, terms, binds)?;
+            let b = compile_node(b, table, first, depth + 1, under_not, terms, binds)?;
             Ok(format!("({a} {joiner} {b})"))
         }
-        ScimFilter::Not(a) => Ok(format!("(NOT {})", compile_node(a, table, first, depth + 1, terms, binds)?)),
+        ScimFilter::Not(a) => Ok(format!("(NOT {})", compile_node(a, table, first, depth + 1, true, terms, binds)?)),
         ScimFilter::Present(attr) => {
             *terms += 1;
             check_terms(*terms)?;
@@ -235,7 +239,8 @@ fn compile_node(
         ScimFilter::Compare { attr, op, value } => {
             *terms += 1;
             check_terms(*terms)?;
-            compare(*attr, *op, value, table, first, binds)
+            let sql = compare(*attr, *op, value, table, first, binds)?;
+            Ok(if under_not { format!("COALESCE(({sql}), FALSE)") } else { sql })
         }
     }
 }
@@ -335,8 +340,7 @@ fn compare(
         }
         (_, _) => return Err(invalid(format!("{attr:?} is compared with strings"))),
     };
-    // A NULL column makes the comparison unknown; treat that as false so `not` works.
-    Ok(format!("COALESCE(({sql}), FALSE)"))
+    Ok(format!("({sql})"))
 }
 
 /// Binds a dynamic parameter list onto a query of either backend.
@@ -521,6 +525,9 @@ pub trait ScimStore {
         groups: &[String],
         now: UnixMillis,
     ) -> impl Future<Output = Result<ScimSignIn, StoreError>> + Send;
+    /// Whether any registry user signed in through `idp` (when none did, provisioning has no
+    /// live identity to update).
+    fn scim_idp_has_sign_ins(&self, idp: IdpId) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Nested-group drift, newest first, optionally for one IdP.
     fn scim_drift(
         &self,
@@ -752,14 +759,20 @@ impl ScimStore for Store {
         let count_sql = format!("SELECT COUNT(*) FROM scim_users WHERE idp_id = $1 AND {cond}");
         let idp = idp.to_string();
         let (rows, total): (Vec<ScimUserRow>, (i64,)) = on_pool!(self, p => {
-            let rows = if limit == 0 {
+            let rows: Vec<ScimUserRow> = if limit == 0 {
                 Vec::new()
             } else {
                 let q = sqlx::query_as(sqlx::AssertSqlSafe(list_sql.clone())).bind(&idp);
                 bind_all!(q, &binds).bind(limit_of(limit)).bind(offset_of(offset)).fetch_all(p).await?
             };
-            let q = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).bind(&idp);
-            let total = bind_all!(q, &binds).fetch_one(p).await?;
+            // A first page that is not full is everything (Entra's lookups by userName and
+            // displayName): no second query needed.
+            let total = if offset == 0 && limit > 0 && (rows.len() as u64) < u64::from(limit.min(SCIM_MAX_PAGE)) {
+                (i64::try_from(rows.len()).unwrap_or(i64::MAX),)
+            } else {
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).bind(&idp);
+                bind_all!(q, &binds).fetch_one(p).await?
+            };
             (rows, total)
         });
         let items = rows.into_iter().map(user_from_row).collect::<Result<_, _>>()?;
@@ -875,20 +888,28 @@ impl ScimStore for Store {
                         .await?;
                 }
                 for m in &members.add {
-                    let known: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM scim_users WHERE id = $1 AND idp_id = $2")
-                            .bind(m)
-                            .bind(&idp)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    if known.is_none() {
-                        return Err(invalid(format!("member {m:?} is not a user of this identity provider")));
+                    // One statement per member: it inserts only a user of the same IdP.
+                    let added = sqlx::query(
+                        "INSERT INTO scim_members (group_id, user_id) SELECT $1, id FROM scim_users \
+                         WHERE id = $2 AND idp_id = $3 ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&g.id)
+                    .bind(m)
+                    .bind(&idp)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if added == 0 {
+                        let known: Option<(String,)> =
+                            sqlx::query_as("SELECT id FROM scim_users WHERE id = $1 AND idp_id = $2")
+                                .bind(m)
+                                .bind(&idp)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        if known.is_none() {
+                            return Err(invalid(format!("member {m:?} is not a user of this identity provider")));
+                        }
                     }
-                    sqlx::query("INSERT INTO scim_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(&g.id)
-                        .bind(m)
-                        .execute(&mut *tx)
-                        .await?;
                 }
                 tx.commit().await?;
             }
@@ -947,14 +968,20 @@ impl ScimStore for Store {
         let count_sql = format!("SELECT COUNT(*) FROM scim_groups WHERE idp_id = $1 AND {cond}");
         let idp = idp.to_string();
         let (rows, total): (Vec<ScimGroupRow>, (i64,)) = on_pool!(self, p => {
-            let rows = if limit == 0 {
+            let rows: Vec<ScimGroupRow> = if limit == 0 {
                 Vec::new()
             } else {
                 let q = sqlx::query_as(sqlx::AssertSqlSafe(list_sql.clone())).bind(&idp);
                 bind_all!(q, &binds).bind(limit_of(limit)).bind(offset_of(offset)).fetch_all(p).await?
             };
-            let q = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).bind(&idp);
-            let total = bind_all!(q, &binds).fetch_one(p).await?;
+            // A first page that is not full is everything (Entra's lookups by userName and
+            // displayName): no second query needed.
+            let total = if offset == 0 && limit > 0 && (rows.len() as u64) < u64::from(limit.min(SCIM_MAX_PAGE)) {
+                (i64::try_from(rows.len()).unwrap_or(i64::MAX),)
+            } else {
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).bind(&idp);
+                bind_all!(q, &binds).fetch_one(p).await?
+            };
             (rows, total)
         });
         let items = rows.into_iter().map(group_from_row).collect::<Result<_, _>>()?;
@@ -1072,6 +1099,13 @@ impl ScimStore for Store {
             out.drift.extend(drift);
         }
         Ok(out)
+    }
+
+    async fn scim_idp_has_sign_ins(&self, idp: IdpId) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT 1 FROM users WHERE idp_id = $1 LIMIT 1").bind(idp.to_string()).fetch_optional(p).await
+        })?;
+        Ok(row.is_some())
     }
 
     async fn scim_drift(&self, idp: Option<IdpId>, page: crate::Page) -> Result<Paged<ScimDriftRecord>, StoreError> {

@@ -750,3 +750,105 @@ async fn discovery_endpoints_describe_the_server() {
     let user = env.scim_get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").await;
     assert_eq!(user["name"], "User");
 }
+
+/// JSON built from the words SCIM bodies are made of, nested, with hostile strings mixed in.
+fn scim_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let words = prop::sample::select(vec![
+        "schemas",
+        "Operations",
+        "op",
+        "path",
+        "value",
+        "userName",
+        "displayName",
+        "members",
+        "active",
+        "emails",
+        "externalId",
+        "id",
+        "meta",
+        "name.givenName",
+        "Add",
+        "Replace",
+        "Remove",
+        "remove",
+        "True",
+        "False",
+        "urn:ietf:params:scim:api:messages:2.0:PatchOp",
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+        "emails[type eq \"work\"].value",
+        "members[value eq \"x\"]",
+        "members[",
+        "]",
+        "\u{0}",
+        "é\u{301}",
+        "𝔘",
+        "' OR 1=1 --",
+        "%_",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        words.clone().prop_map(|w| Value::String(w.to_owned())),
+        "\\PC{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((words.clone(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
+
+#[tokio::test]
+async fn arbitrary_bodies_never_get_a_5xx() {
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    let env = env().await;
+    let (s, _, user) = env.scim(reqwest::Method::POST, "/Users", Some(r#"{"userName": "target@x"}"#)).await;
+    assert_eq!(s, 201);
+    let (s, _, group) = env.scim(reqwest::Method::POST, "/Groups", Some(r#"{"displayName": "Target"}"#)).await;
+    assert_eq!(s, 201);
+    let (uid, gid) = (user["id"].as_str().unwrap(), group["id"].as_str().unwrap());
+    let targets = [
+        (reqwest::Method::POST, "/Users".to_owned()),
+        (reqwest::Method::POST, "/Groups".to_owned()),
+        (reqwest::Method::PATCH, format!("/Users/{uid}")),
+        (reqwest::Method::PATCH, format!("/Groups/{gid}")),
+        (reqwest::Method::PUT, format!("/Users/{uid}")),
+        (reqwest::Method::PUT, format!("/Groups/{gid}")),
+        (reqwest::Method::POST, "/Users/.search".to_owned()),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = scim_json();
+    for i in 0..700 {
+        let body = strategy.new_tree(&mut runner).unwrap().current();
+        // Half of the bodies are PatchOp-shaped, so they get past the first checks.
+        let body = if i % 2 == 0 {
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [body]})
+        } else {
+            body
+        };
+        let (method, path) = &targets[i % targets.len()];
+        let text = body.to_string();
+        let (s, ct, answer) = env.scim(method.clone(), path, Some(&text)).await;
+        assert!(s < 500, "{method} {path} with {text} answered {s}: {answer}");
+        if s >= 400 {
+            assert!(ct.starts_with("application/scim+json"), "{ct}");
+            assert_eq!(answer["status"], s.to_string(), "{answer}");
+        }
+    }
+    // Filters too.
+    let filters = proptest::string::string_regex(r#"[a-zA-Z\[\]()". :=\-0-9]{0,40}"#).unwrap();
+    for _ in 0..300 {
+        let f = filters.new_tree(&mut runner).unwrap().current();
+        for resource in ["Users", "Groups"] {
+            let (s, _, answer) =
+                env.scim(reqwest::Method::GET, &format!("/{resource}?filter={}", urlencode(&f)), None).await;
+            assert!(s == 200 || s == 400, "filter {f:?} on {resource} answered {s}: {answer}");
+        }
+    }
+}
