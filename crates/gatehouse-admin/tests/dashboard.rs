@@ -401,3 +401,67 @@ async fn a_user_is_revoked_and_their_seat_taken_from_the_users_page() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("access_seat must be true or false"));
 }
+
+#[tokio::test]
+async fn reusable_policies_are_built_and_attached_to_applications() {
+    use gatehouse_store::{AppStore, PolicyStore};
+    let d = dash().await;
+    let (cookie, csrf) = d.sign_in(RW).await;
+    let rule = |kind: &str, value: &str| {
+        vec![
+            ("rule.section", "include".to_owned()),
+            ("rule.type", kind.to_owned()),
+            ("rule.value", value.to_owned()),
+            ("rule.claim", String::new()),
+            ("rule.access_group", String::new()),
+            ("rule.scim_group", String::new()),
+            ("rule.idp", String::new()),
+            ("rule.service_token", String::new()),
+        ]
+    };
+    let body = |p: &[(&str, String)]| form(&p.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let mut pairs = vec![("_csrf", csrf.clone()), ("name", "Contractors".to_owned()), ("decision", "allow".to_owned())];
+    pairs.extend(rule("email_domain", "not a domain"));
+    let r = d.post("/policies/new", Some(&cookie), Some(ORIGIN), body(&pairs)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("must be a domain"), "{}", r.body);
+    let mut pairs = vec![("_csrf", csrf.clone()), ("name", "Contractors".to_owned()), ("decision", "allow".to_owned())];
+    pairs.extend(rule("email_domain", "contractors.example"));
+    let r = d.post("/policies/new", Some(&cookie), Some(ORIGIN), body(&pairs)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let policy = r.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .trim_start_matches("/policies/")
+        .to_owned();
+
+    let r = d
+        .post("/apps/new", Some(&cookie), Some(ORIGIN), form(&[("_csrf", &csrf), ("domain", "intranet.localhost")]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let app_path = r.headers[header::LOCATION].to_str().unwrap().split('?').next().unwrap().to_owned();
+    let page = d.get(&app_path, Some(&cookie)).await;
+    assert!(page.body.contains("Attach a reusable policy") && page.body.contains("Contractors"));
+    let r = d
+        .post(
+            &format!("{app_path}/policies/attach"),
+            Some(&cookie),
+            Some(ORIGIN),
+            form(&[("_csrf", &csrf), ("policy_id", &policy)]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let app = d.store.all_apps().await.unwrap().remove(0);
+    let attached = d.store.app_policies(app.id).await.unwrap();
+    assert_eq!(attached.len(), 1);
+    assert!(attached[0].0.reusable && attached[0].0.id.to_string() == policy);
+    let page = d.get(&app_path, Some(&cookie)).await;
+    assert!(page.body.contains("e-mail domain contractors.example") && page.body.contains("reusable"), "{}", page.body);
+
+    let r = d.post(&format!("/policies/{policy}/delete"), Some(&cookie), Some(ORIGIN), form(&[("_csrf", &csrf)])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("attached to 1 application"), "{}", r.body);
+}

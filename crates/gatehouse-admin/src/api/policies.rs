@@ -105,11 +105,17 @@ pub(crate) async fn create(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, ApiError> {
-    let groups = group_ids(&state).await?;
-    let ctx = RuleContext { geo_enabled: GEO_ENABLED, groups: &groups };
-    let policy = build_policy(&input, ctx, Uuid::new_v4(), true, now_millis())?;
-    state.store.insert_policy(&policy).await?;
+    let policy = create_reusable_policy(&state, &input).await?;
     Ok(ok(render_policy(&policy, None, Some(0))))
+}
+
+/// Validates and stores a new reusable policy.
+pub(crate) async fn create_reusable_policy(state: &AdminState, input: &PolicyInput) -> Result<StoredPolicy, ApiError> {
+    let groups = group_ids(state).await?;
+    let ctx = RuleContext { geo_enabled: GEO_ENABLED, groups: &groups };
+    let policy = build_policy(input, ctx, Uuid::new_v4(), true, now_millis())?;
+    state.store.insert_policy(&policy).await?;
+    Ok(policy)
 }
 
 async fn load_policy(state: &AdminState, uri: &OriginalUri, raw: &str) -> Result<(StoredPolicy, u64), ApiError> {
@@ -133,11 +139,21 @@ pub(crate) async fn replace(
     ApiJson(input): ApiJson<PolicyInput>,
 ) -> Result<Response, ApiError> {
     let (old, n) = load_policy(&state, &uri, &id).await?;
-    let groups = group_ids(&state).await?;
-    let ctx = RuleContext { geo_enabled: GEO_ENABLED, groups: &groups };
-    let policy = build_policy(&input, ctx, old.id, true, old.created_at)?;
-    state.store.replace_policy(&policy).await?;
+    let policy = replace_reusable_policy(&state, &old, &input).await?;
     Ok(ok(render_policy(&policy, None, Some(n))))
+}
+
+/// Validates and stores a full replace of the reusable policy `old`.
+pub(crate) async fn replace_reusable_policy(
+    state: &AdminState,
+    old: &StoredPolicy,
+    input: &PolicyInput,
+) -> Result<StoredPolicy, ApiError> {
+    let groups = group_ids(state).await?;
+    let ctx = RuleContext { geo_enabled: GEO_ENABLED, groups: &groups };
+    let policy = build_policy(input, ctx, old.id, true, old.created_at)?;
+    state.store.replace_policy(&policy).await?;
+    Ok(policy)
 }
 
 pub(crate) async fn delete(

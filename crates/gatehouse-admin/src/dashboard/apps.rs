@@ -342,7 +342,7 @@ impl PolicyValues {
     }
 }
 
-fn decision_str(d: PolicyDecision) -> &'static str {
+pub(crate) fn decision_str(d: PolicyDecision) -> &'static str {
     match d {
         PolicyDecision::Allow => "allow",
         PolicyDecision::Deny => "deny",
@@ -600,6 +600,8 @@ struct AppPage {
     errors: FieldErrors,
     policies: Vec<PolicyRow>,
     idps: Vec<Opt>,
+    /// Reusable policies not attached yet.
+    reusable: Vec<Opt>,
     opts: Options,
     /// The "add a policy" builder.
     p: PolicyValues,
@@ -623,7 +625,7 @@ async fn app_page(
     p_errors: FieldErrors,
 ) -> Result<AppPage, PageError> {
     let opts = options(state).await?;
-    let policies = state
+    let policies: Vec<PolicyRow> = state
         .store
         .app_policies(app.id)
         .await?
@@ -639,8 +641,19 @@ async fn app_page(
             exclude: p.rules.exclude.iter().map(|r| describe(r, &opts)).collect(),
         })
         .collect();
+    let attached: Vec<String> = policies.iter().map(|p| p.id.clone()).collect();
+    let reusable = state
+        .store
+        .list_reusable_policies(Page::new(1, Page::MAX_PER_PAGE))
+        .await?
+        .items
+        .into_iter()
+        .filter(|(p, _)| !attached.contains(&p.id.to_string()))
+        .map(|(p, _)| Opt { value: p.id.to_string(), label: p.name })
+        .collect();
     let base = crate::api::idps::base(state).await?;
     Ok(AppPage {
+        reusable,
         chrome,
         id: app.id.to_string(),
         aud: app.aud.clone(),
@@ -804,6 +817,22 @@ pub(crate) async fn update_policy(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /apps/{id}/policies/attach`: attaches a reusable policy after the others.
+pub(crate) async fn attach_policy(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Result<Response, PageError> {
+    let app = load(&state, &id).await?;
+    let pid = f.get("policy_id");
+    if pid.is_empty() {
+        return Err(PageError::bad_request("Choose a reusable policy to attach."));
+    }
+    let link = PolicyInput { id: Some(pid.to_owned()), ..PolicyInput::default() };
+    ops::add_app_policy(&state, app.id, link).await?;
+    Ok(see_other(&format!("/apps/{}?notice=policy-added", app.id)))
 }
 
 /// `POST /apps/{id}/policies/{policy}/delete`.

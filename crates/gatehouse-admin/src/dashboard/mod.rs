@@ -17,6 +17,7 @@ mod idps;
 mod keys;
 mod logs;
 mod page;
+mod policies;
 mod session;
 mod tokens;
 mod users;
@@ -49,6 +50,11 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/apps/{id}/policies", post(apps::add_policy))
         .route("/apps/{id}/policies/{policy}", get(apps::edit_policy).post(apps::update_policy))
         .route("/apps/{id}/policies/{policy}/delete", post(apps::delete_policy))
+        .route("/apps/{id}/policies/attach", post(apps::attach_policy))
+        .route("/policies", get(policies::list))
+        .route("/policies/new", get(policies::new_form).post(policies::create))
+        .route("/policies/{id}", get(policies::show).post(policies::update))
+        .route("/policies/{id}/delete", post(policies::delete))
         .route("/groups", get(groups::list))
         .route("/groups/new", get(groups::new_form).post(groups::create))
         .route("/groups/{id}", get(groups::show).post(groups::update))
