@@ -46,7 +46,8 @@ pub use page::{Page, Paged};
 pub use policies::{AppPolicies, PolicyStore};
 pub use scim::{
     MemberChange, SCIM_MAX_FILTER_DEPTH, SCIM_MAX_FILTER_TERMS, SCIM_MAX_PAGE, ScimAttr, ScimDriftRecord, ScimFilter,
-    ScimGroupRecord, ScimLogFilter, ScimLogRecord, ScimMember, ScimOp, ScimSignIn, ScimStore, ScimUserRecord, ScimValue,
+    ScimGroupRecord, ScimLogFilter, ScimLogRecord, ScimMember, ScimOp, ScimSignIn, ScimStore, ScimUserRecord,
+    ScimValue,
 };
 pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tokens::{ApiToken, TokenStore};
