@@ -465,3 +465,49 @@ async fn reusable_policies_are_built_and_attached_to_applications() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("attached to 1 application"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn service_token_secrets_are_shown_once_and_rotated() {
+    use gatehouse_store::ServiceTokenStore;
+    let d = dash().await;
+    let (cookie, csrf) = d.sign_in(RW).await;
+    let r = d
+        .post(
+            "/service-tokens",
+            Some(&cookie),
+            Some(ORIGIN),
+            form(&[("_csrf", &csrf), ("name", "ci"), ("duration", "1s")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("must be at least 1m") && r.body.contains("value=\"ci\""), "{}", r.body);
+    let r = d
+        .post(
+            "/service-tokens",
+            Some(&cookie),
+            Some(ORIGIN),
+            form(&[("_csrf", &csrf), ("name", "ci"), ("duration", "24h")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let secret_of = |body: &str| {
+        body.split("id=\"client-secret\" class=\"copyable\">").nth(1).unwrap().split('<').next().unwrap().to_owned()
+    };
+    let first = secret_of(&r.body);
+    let t = d.store.list_service_tokens(Page::new(1, 10)).await.unwrap().items.remove(0);
+    assert!(gatehouse_core::secret::verify_bearer_secret(&first, &t.secret_hash));
+    let list = d.get("/service-tokens", Some(&cookie)).await;
+    assert!(list.body.contains(&t.client_id) && !list.body.contains(&first), "shown once");
+
+    let rotate = |keep: &'static str| form(&[("_csrf", &csrf), ("keep_hours", keep)]);
+    let r = d.post(&format!("/service-tokens/{}/rotate", t.id), Some(&cookie), Some(ORIGIN), rotate("lots")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = d.post(&format!("/service-tokens/{}/rotate", t.id), Some(&cookie), Some(ORIGIN), rotate("2")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let second = secret_of(&r.body);
+    let t2 = d.store.get_service_token(t.id).await.unwrap().unwrap();
+    assert_eq!(t2.secret_version, 2);
+    assert!(gatehouse_core::secret::verify_bearer_secret(&second, &t2.secret_hash));
+    assert!(gatehouse_core::secret::verify_bearer_secret(&first, t2.previous_secret_hash.as_deref().unwrap()));
+    assert!(t2.previous_expires_at.unwrap() > gatehouse_core::now_millis() + 3_500_000);
+}

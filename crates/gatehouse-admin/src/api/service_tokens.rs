@@ -206,7 +206,7 @@ pub(crate) async fn rotate(
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let mut t = load(&state, &uri, &id).await?;
+    let t = load(&state, &uri, &id).await?;
     // The body is optional: SDKs send none or `{}`.
     let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
         RotateInput::default()
@@ -228,13 +228,24 @@ pub(crate) async fn rotate(
             Some(ms)
         }
     };
+    let (t, secret) = rotate_service_token(&state, t, previous_until).await?;
+    Ok(ok(render(&t, Some(&secret))))
+}
+
+/// Issues a new secret for `t`, shown once; the previous one stays valid until
+/// `previous_until` (already checked to be in the future), else stops working at once.
+pub(crate) async fn rotate_service_token(
+    state: &AdminState,
+    mut t: ServiceTokenRecord,
+    previous_until: Option<i64>,
+) -> Result<(ServiceTokenRecord, SecretString), ApiError> {
     let secret = SecretString::new(random_hex(32)?);
     t.previous_secret_hash = previous_until.map(|_| t.secret_hash.clone());
     t.previous_expires_at = previous_until;
     t.secret_hash = hash_bearer_secret(secret.expose());
     t.secret_version += 1;
-    t.updated_at = now;
+    t.updated_at = now_millis();
     state.store.update_service_token(&t).await?;
     tracing::info!(token = %t.id, version = t.secret_version, "service token rotated");
-    Ok(ok(render(&t, Some(&secret))))
+    Ok((t, secret))
 }

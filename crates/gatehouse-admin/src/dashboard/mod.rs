@@ -61,6 +61,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/groups/{id}/delete", post(groups::delete))
         .route("/service-tokens", get(tokens::list).post(tokens::create))
         .route("/service-tokens/{id}/delete", post(tokens::delete))
+        .route("/service-tokens/{id}/rotate", post(tokens::rotate))
         .route("/users", get(users::list))
         .route("/users/{id}", get(users::show))
         .route("/users/{id}/revoke", post(users::revoke))

@@ -307,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_secure_behind_https() {
+        let attrs =
+            |h: &HeaderMap| set_cookie(h, SESSION_COOKIE, "v", 60).map(|v| v.to_str().unwrap_or_default().to_owned());
+        let plain = attrs(&headers(&[("host", "127.0.0.1:9090")])).unwrap_or_default();
+        assert_eq!(plain, "gatehouse_dashboard=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60");
+        for h in [
+            headers(&[("host", "admin.example"), ("x-forwarded-proto", "https")]),
+            headers(&[("host", "admin.example"), ("origin", "https://admin.example")]),
+        ] {
+            assert!(attrs(&h).unwrap_or_default().ends_with("; Secure"), "{h:?}");
+        }
+    }
+
+    #[test]
     fn next_stays_on_the_dashboard() {
         assert_eq!(safe_next("/apps?page=2"), "/apps?page=2");
         for bad in ["//evil.example", "https://evil.example", "/\\evil", "", "/login?next=/x"] {

@@ -110,6 +110,34 @@ pub(crate) async fn create(
     }
 }
 
+/// `POST /service-tokens/{id}/rotate`: a new secret, shown once; the previous one stops
+/// working at once, or after `keep_hours` hours.
+pub(crate) async fn rotate(
+    State(state): State<AdminState>,
+    Extension(dash): Extension<Dash>,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Result<Response, PageError> {
+    let id: Uuid = id.parse().map_err(|_| PageError::NotFound("service token"))?;
+    let t = state.store.get_service_token(id).await?.ok_or(PageError::NotFound("service token"))?;
+    let previous_until = match f.get("keep_hours") {
+        "" | "0" => None,
+        raw => match raw.parse::<i64>() {
+            Ok(h) if (1..=8760).contains(&h) => Some(gatehouse_core::now_millis() + h * 3_600_000),
+            _ => {
+                return Err(PageError::BadRequest(format!(
+                    "Keep the previous secret for a whole number of hours from 0 to 8760, not {raw:?}."
+                )));
+            }
+        },
+    };
+    let (t, secret) = ops::rotate_service_token(&state, t, previous_until).await?;
+    let created = Created { name: t.name.clone(), client_id: t.client_id.clone(), secret: secret.expose().to_owned() };
+    let chrome = Chrome::new(&dash, "tokens", &Pairs::default());
+    let fresh = (String::new(), "8760h".to_owned(), FieldErrors::default(), Some(created));
+    Ok(render(&page(&state, chrome, &Pairs::default(), fresh).await?))
+}
+
 /// `POST /service-tokens/{id}/delete`.
 pub(crate) async fn delete(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, PageError> {
     let id: Uuid = id.parse().map_err(|_| PageError::NotFound("service token"))?;
