@@ -291,12 +291,18 @@ try {
     assert.equal(reached, false, "the revoked session must not reach the origin");
   });
 
-  await flow("dashboard: the access log filters by user and outcome; SCIM log and keys pages render", async () => {
+  await flow("dashboard: the access log filters by user and outcome; nested-group drift is warned about; SCIM log and keys pages render", async () => {
     const page = dash;
     await page.goto(`${ADMIN}/logs?email=alice%40contoso.com&allowed=allowed`);
     await page.waitForSelector("table.log td:has-text('Engineering wiki')");
     assert.equal(await page.locator("table.log td:has-text('Sales dashboard')").count(), 0, "filtered to allowed requests");
     await shot(page, "access-log");
+    // alice reached Engineering only through Platform when she signed in: drift.
+    await page.goto(`${ADMIN}/users`);
+    await page.waitForSelector("#drift-warning");
+    await page.goto(`${ADMIN}/idps`);
+    await page.click("td a:has-text('Contoso')");
+    await page.waitForSelector("#drift td:has-text('alice@contoso.onmicrosoft.com')");
     await page.goto(`${ADMIN}/logs/scim`);
     await page.waitForSelector("#scim-log td:has-text('alice@contoso.onmicrosoft.com')");
     await shot(page, "scim-log");

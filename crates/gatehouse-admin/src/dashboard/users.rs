@@ -30,6 +30,8 @@ struct ListPage {
     search: String,
     rows: Vec<Row>,
     pager: Pager,
+    /// Nested-group drift warnings of every IdP.
+    drift: u64,
 }
 
 /// `GET /users?search=`.
@@ -56,11 +58,13 @@ pub(crate) async fn list(
             sessions: state.store.active_sessions(u.id, now).await?.len(),
         });
     }
+    let drift = state.store.scim_drift(None, gatehouse_store::Page::new(1, 1)).await?.total;
     Ok(render(&ListPage {
         chrome: Chrome::new(&dash, "users", &q),
         search,
         rows,
         pager: Pager::new("/users", &q, page, found.total),
+        drift,
     }))
 }
 
