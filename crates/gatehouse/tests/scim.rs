@@ -852,3 +852,20 @@ async fn arbitrary_bodies_never_get_a_5xx() {
         }
     }
 }
+
+#[tokio::test]
+async fn seats_are_set_and_freed_through_the_api() {
+    let env = env().await;
+    let aud = env.app("wiki.test", ENGINEERING).await;
+    let (_, user) = env.session("a0000000-0000-4000-8000-000000000009", "zoe@contoso.com", &[ENGINEERING], &aud).await;
+    let body = json!([{"seat_uid": user.to_string(), "access_seat": false, "gateway_seat": false}]);
+    let (s, b) = env.api(reqwest::Method::PATCH, "/access/seats", Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["result"][0]["access_seat"], false);
+    assert!(!env.gw.store.get_user(user).await.unwrap().unwrap().access_seat);
+    let unknown = json!([{"seat_uid": uuid::Uuid::new_v4().to_string(), "access_seat": true, "gateway_seat": false}]);
+    let (s, _) = env.api(reqwest::Method::PATCH, "/access/seats", Some(unknown)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = env.api(reqwest::Method::PATCH, "/access/seats", Some(json!([{"seat_uid": "x"}]))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

@@ -283,8 +283,8 @@ pub(crate) async fn seats(
     if changes.len() > 1000 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "at most 1000 seats at once"));
     }
-    let now = gatehouse_core::now_millis();
-    let mut out = Vec::with_capacity(changes.len());
+    // Every seat is checked before any changes, so a bad entry changes nothing.
+    let mut ids = Vec::with_capacity(changes.len());
     for c in &changes {
         let id: Uuid = c.seat_uid.parse().map_err(|_| {
             ApiError::new(
@@ -293,9 +293,13 @@ pub(crate) async fn seats(
                 format!("seat_uid {:?}: not a seat id", c.seat_uid),
             )
         })?;
-        if !state.store.set_access_seat(id, c.access_seat, now).await? {
-            return Err(ApiError::not_found("seat"));
-        }
+        state.store.get_user(id).await?.ok_or_else(|| ApiError::not_found("seat"))?;
+        ids.push(id);
+    }
+    let now = gatehouse_core::now_millis();
+    let mut out = Vec::with_capacity(changes.len());
+    for (c, id) in changes.iter().zip(ids) {
+        state.store.set_access_seat(id, c.access_seat, now).await?;
         let user = state.store.get_user(id).await?.ok_or_else(|| ApiError::not_found("seat"))?;
         out.push(json!({
             "seat_uid": user.id, "access_seat": user.access_seat, "gateway_seat": false,
