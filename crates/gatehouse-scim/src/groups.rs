@@ -56,7 +56,7 @@ pub(crate) async fn search(
     let mut log = LogEntry::new("POST", "GROUP");
     let result = match body {
         Ok(ScimJson(value, text)) => {
-            log.body = Some(text);
+            log.body = Some(resource::redacted_body(&text));
             match ReadQuery::from_search(&value, ResourceKind::Group) {
                 Ok(q) => list_with(&state, &auth, q).await,
                 Err(e) => Err(e),
@@ -116,7 +116,7 @@ pub(crate) async fn create(
     let mut log = LogEntry::new("POST", "GROUP");
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let mut map = resource::object(value)?;
         let fields = resource::group_fields(&mut map)?;
         log.group_name = Some(fields.display_name.clone());
@@ -184,7 +184,7 @@ pub(crate) async fn replace(
     log.cf_resource_id = Some(id.clone());
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let current =
             state.store().scim_get_group(auth.idp.id, &id).await.map_err(store_error)?.ok_or_else(|| not_found(&id))?;
         let mut map = resource::object(value)?;
@@ -218,7 +218,7 @@ pub(crate) async fn patch(
     log.cf_resource_id = Some(id.clone());
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let current =
             state.store().scim_get_group(auth.idp.id, &id).await.map_err(store_error)?.ok_or_else(|| not_found(&id))?;
         log.group_name = Some(current.display_name.clone());

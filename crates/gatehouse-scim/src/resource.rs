@@ -96,7 +96,9 @@ fn required_string(map: &Map<String, Value>, name: &str) -> Result<String, ScimE
 
 /// Cleans an incoming resource (POST/PUT body, or a PATCH result) in place.
 fn clean(map: &mut Map<String, Value>, kind: ResourceKind) {
-    for k in ["id", "meta"] {
+    // `password` is write-only (RFC 7643 §4.1.1) and Gatehouse authenticates nobody with it:
+    // it is never stored or returned.
+    for k in ["id", "meta", "password"] {
         while let Some(key) = key_ci(map, k).map(str::to_owned) {
             map.remove(&key);
         }
@@ -188,6 +190,36 @@ pub(crate) fn group_fields(map: &mut Map<String, Value>) -> Result<GroupFields, 
         },
     };
     Ok(GroupFields { display_name, external_id, members })
+}
+
+/// A request body as the provisioning log keeps it: any `password` (as a key, or as the value
+/// of a PATCH operation on `password`) replaced by `[redacted]`.
+pub(crate) fn redacted_body(text: &str) -> String {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                let password_op = get_ci(m, "path")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("password"));
+                for (k, v) in m.iter_mut() {
+                    if k.eq_ignore_ascii_case("password") || (password_op && k.eq_ignore_ascii_case("value")) {
+                        *v = Value::String("[redacted]".into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            walk(&mut v);
+            v.to_string()
+        }
+        Err(_) => text.to_owned(),
+    }
 }
 
 /// The JSON object of a request body (the extractor guarantees an object).
@@ -321,6 +353,18 @@ mod tests {
         assert_eq!(m["emails"][1]["primary"], json!(true));
         assert_eq!(m[ENTERPRISE_USER_SCHEMA], json!({"department": "R&D"}));
         assert_eq!(m["schemas"], json!([CORE_USER, "urn:x:unknown", ENTERPRISE_USER_SCHEMA]));
+    }
+
+    #[test]
+    fn passwords_are_neither_stored_nor_logged() {
+        let mut m = obj(json!({"userName": "a", "PassWord": "hunter2"}));
+        user_fields(&mut m).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Value::Object(m).to_string().contains("hunter2"));
+        let logged = redacted_body(
+            r#"{"password": "hunter2", "Operations": [{"op": "replace", "path": "password", "value": "hunter3"},
+                {"op": "replace", "value": {"password": "hunter4"}}]}"#,
+        );
+        assert!(!logged.contains("hunter"), "{logged}");
     }
 
     #[test]

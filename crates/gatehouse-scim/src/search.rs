@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::ScimError;
 use crate::patch::ResourceKind;
 use crate::query::{ReadQuery, list_response};
-use crate::resource::{render_group, render_user};
+use crate::resource::{self, render_group, render_user};
 use crate::server::{Authed, LogEntry, ScimJson, ScimState, scim_response, store_error};
 
 /// `POST /.search`.
@@ -23,7 +23,7 @@ pub(crate) async fn search_all(
     let mut log = LogEntry::new("POST", "CONFIG");
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let users = ReadQuery::from_search(&value, ResourceKind::User);
         let groups = ReadQuery::from_search(&value, ResourceKind::Group);
         let (users, groups) = match (users, groups) {

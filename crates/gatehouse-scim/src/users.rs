@@ -51,7 +51,7 @@ pub(crate) async fn search(
     let mut log = LogEntry::new("POST", "USER");
     let result = match body {
         Ok(ScimJson(value, text)) => {
-            log.body = Some(text);
+            log.body = Some(resource::redacted_body(&text));
             match ReadQuery::from_search(&value, ResourceKind::User) {
                 Ok(q) => list_with(&state, &auth, q).await,
                 Err(e) => Err(e),
@@ -112,7 +112,7 @@ pub(crate) async fn create(
     let mut log = LogEntry::new("POST", "USER");
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let mut map = resource::object(value)?;
         let fields = resource::user_fields(&mut map)?;
         log.user_email = Some(fields.user_name.clone());
@@ -141,7 +141,7 @@ pub(crate) async fn replace(
     log.cf_resource_id = Some(id.clone());
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let current =
             state.store().scim_get_user(auth.idp.id, &id).await.map_err(store_error)?.ok_or_else(|| not_found(&id))?;
         let mut map = resource::object(value)?;
@@ -196,7 +196,7 @@ pub(crate) async fn patch(
     log.cf_resource_id = Some(id.clone());
     let result = async {
         let ScimJson(value, text) = body?;
-        log.body = Some(text);
+        log.body = Some(resource::redacted_body(&text));
         let current =
             state.store().scim_get_user(auth.idp.id, &id).await.map_err(store_error)?.ok_or_else(|| not_found(&id))?;
         log.user_email = Some(current.user_name.clone());
