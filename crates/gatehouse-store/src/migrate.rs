@@ -27,8 +27,8 @@ const SQLITE: &[Migration] = migrations!("sqlite":
     5 "policies" "0005_policies.sql",
     6 "service_tokens" "0006_service_tokens.sql",
     9 "data_plane" "0009_data_plane.sql",
-    11 "scim" "0011_scim.sql",
     10 "failed_logins" "0010_failed_logins.sql",
+    11 "scim" "0011_scim.sql",
     12 "dashboard_sessions" "0012_dashboard_sessions.sql",
 );
 
@@ -40,8 +40,8 @@ const POSTGRES: &[Migration] = migrations!("postgres":
     5 "policies" "0005_policies.sql",
     6 "service_tokens" "0006_service_tokens.sql",
     9 "data_plane" "0009_data_plane.sql",
-    11 "scim" "0011_scim.sql",
     10 "failed_logins" "0010_failed_logins.sql",
+    11 "scim" "0011_scim.sql",
     12 "dashboard_sessions" "0012_dashboard_sessions.sql",
 );
 

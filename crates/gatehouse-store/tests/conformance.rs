@@ -814,6 +814,7 @@ conformance!(
     pending_sign_ins_are_single_use,
     policies_groups_and_attachments,
     service_tokens_crud,
+    scim_users_groups_filters_and_sign_in,
     failed_logins_are_kept_per_user_and_bounded,
 );
 
