@@ -869,3 +869,28 @@ async fn seats_are_set_and_freed_through_the_api() {
     let (s, _) = env.api(reqwest::Method::PATCH, "/access/seats", Some(json!([{"seat_uid": "x"}]))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn no_action_leaves_sessions_and_identities_alone() {
+    let scim = json!({"enabled": true, "identity_update_behavior": "no_action"});
+    let env = env_with(TestDb::sqlite(), scim).await;
+    let mut tenant = Tenant::from_toml_str(TENANT).unwrap();
+    tenant.assign_scim(uuid(PLATFORM)).unwrap();
+    let mut state = ProvisioningState::default();
+    env.cycle(&tenant, &mut state, ProvisioningMode::Default).await;
+    let aud = env.app("wiki.test", ENGINEERING).await;
+    let (bob, bob_user) =
+        env.session("a0000000-0000-4000-8000-000000000002", "bob@contoso.onmicrosoft.com", &[ENGINEERING], &aud).await;
+    let before = env.gw.store.get_user(bob_user).await.unwrap().unwrap().identity;
+    tenant.add_member(uuid(PLATFORM), uuid("a0000000-0000-4000-8000-000000000002")).unwrap();
+    tenant
+        .remove_member(uuid("e0000000-0000-4000-8000-000000000003"), uuid("a0000000-0000-4000-8000-000000000002"))
+        .unwrap();
+    env.cycle(&tenant, &mut state, ProvisioningMode::Default).await;
+    assert_eq!(env.gw.store.get_user(bob_user).await.unwrap().unwrap().identity, before, "identity untouched");
+    assert_eq!(env.proxied(env.gw.public_addr, "wiki.test", &bob).await, 200, "session kept");
+    // Without user_deprovision, a disable keeps the session too (until it expires).
+    tenant.set_user_enabled(uuid("a0000000-0000-4000-8000-000000000002"), false).unwrap();
+    env.cycle(&tenant, &mut state, ProvisioningMode::Default).await;
+    assert_eq!(env.proxied(env.gw.public_addr, "wiki.test", &bob).await, 200);
+}
