@@ -299,10 +299,28 @@ impl DataPlane {
     }
 
     /// Handles one request on the public listener that no `/cdn-cgi/access` route took.
-    pub async fn handle(self, peer: SocketAddr, req: Request<Body>) -> Response {
+    pub async fn handle(self, peer: SocketAddr, mut req: Request<Body>) -> Response {
         let start = Instant::now();
         let host = host_of(&req).to_owned();
-        let path = req.uri().path().to_owned();
+        // Match and forward one canonical path, so the path a policy was checked for is the
+        // path the origin serves (see `crate::path`).
+        let path = match crate::path::canonical(req.uri().path()) {
+            Ok(std::borrow::Cow::Borrowed(p)) => p.to_owned(),
+            Ok(std::borrow::Cow::Owned(p)) => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{p}?{q}"),
+                    None => p.clone(),
+                };
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = pq.parse().ok();
+                match http::Uri::from_parts(parts) {
+                    Ok(uri) => *req.uri_mut() = uri,
+                    Err(_) => return bad_path(crate::path::PathError::BadEncoding),
+                }
+                p
+            }
+            Err(e) => return bad_path(e),
+        };
         if path.starts_with("/cdn-cgi/") {
             self.0.metrics.not_found.increment(1);
             return not_found();
@@ -695,6 +713,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|(n, _)| n.trim() == name)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty())
+}
+
+fn bad_path(e: crate::path::PathError) -> Response {
+    crate::pages::page(StatusCode::BAD_REQUEST, "Bad request", &e.to_string())
 }
 
 fn not_found() -> Response {

@@ -30,6 +30,15 @@ pub const AUTHENTICATED_EMAIL: HeaderName = HeaderName::from_static("cf-access-a
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The client's address as Cloudflare gives it to origins; set from the peer.
+const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
+/// Other client-address headers an origin might trust; a client must not choose them.
+const CLIENT_ADDRESS_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-client-ip"),
+];
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -349,7 +358,11 @@ pub fn upstream_request(
     let h = req.headers_mut();
     strip_hop_by_hop(h, upgrade);
     strip_gateway_headers(h);
+    for name in CLIENT_ADDRESS_HEADERS {
+        h.remove(name);
+    }
     if let Ok(ip) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
+        h.insert(CF_CONNECTING_IP, ip.clone());
         h.insert(X_FORWARDED_FOR, ip);
     }
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));

@@ -13,6 +13,7 @@ pub mod idp_test;
 pub mod ingress;
 pub mod keys;
 pub mod pages;
+pub mod path;
 pub mod public;
 pub mod reload;
 pub mod routes;

@@ -313,6 +313,10 @@ async fn identity_headers_reach_the_origin_and_spoofed_ones_do_not() {
         .header("cf-access-jwt-assertion", "forged")
         .header("Cf-Access-Client-Secret", "x")
         .header("x-forwarded-for", "6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
+        .header("true-client-ip", "6.6.6.6")
+        .header("forwarded", "for=6.6.6.6")
+        .header("cf-connecting-ip", "6.6.6.6")
         .send()
         .await
         .unwrap();
@@ -325,6 +329,10 @@ async fn identity_headers_reach_the_origin_and_spoofed_ones_do_not() {
     assert!(h.get("cf-access-client-secret").is_none(), "{h}");
     assert_eq!(h["cookie"], json!(["theme=dark"]), "gateway cookies must not reach the origin");
     assert_eq!(h["x-forwarded-for"], json!(["127.0.0.1"]));
+    assert_eq!(h["cf-connecting-ip"], json!(["127.0.0.1"]));
+    for spoofable in ["x-real-ip", "true-client-ip", "forwarded"] {
+        assert!(h.get(spoofable).is_none(), "{spoofable} reached the origin: {h}");
+    }
     assert_eq!(h["x-forwarded-host"], json!(["wiki.test"]));
     assert_eq!(h["x-forwarded-proto"], json!(["http"]));
     assert_eq!(h["host"], json!(["wiki.test"]));
@@ -344,6 +352,60 @@ async fn identity_headers_reach_the_origin_and_spoofed_ones_do_not() {
     // The same token through the cf-access-token header works too.
     let resp = env.get("wiki.test", "/").header("cf-access-token", &s.token).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// Sends `GET <target>` exactly as written (an HTTP library would normalise the path) and
+/// returns the status and the body.
+async fn raw_get(addr: SocketAddr, host: &str, target: &str, cookie: Option<&str>) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let cookie = cookie.map(|c| format!("cookie: {c}\r\n")).unwrap_or_default();
+    let req = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\n{cookie}connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn paths_are_matched_and_forwarded_in_one_canonical_form() {
+    let env = env().await;
+    // A public part under a protected application on the same host.
+    let app = env.app(engineering_app("files.test")).await;
+    env.app(json!({
+        "type": "self_hosted", "name": "public", "domain": "files.test/public",
+        "policies": [{"name": "Public", "decision": "bypass", "include": [{"everyone": {}}]}]
+    }))
+    .await;
+    let addr = env.gw.public_addr;
+    let (status, body) = raw_get(addr, "files.test", "/public/report?x=1", None).await;
+    assert_eq!(status, 200, "{body}");
+    // Dot segments that climb out of the public part must not ride on its bypass policy.
+    for target in ["/public/../admin", "/public/%2e%2e/admin", "/public/%2E%2E/admin", "/public/./../admin"] {
+        let (status, body) = raw_get(addr, "files.test", target, None).await;
+        assert_eq!(status, 302, "{target} must need a sign-in: {body}");
+    }
+    // Signed in, the origin sees the canonical path the policy was checked for.
+    let s = env.session("alice@example.com", &[ENGINEERING], app["aud"].as_str().unwrap()).await;
+    let c = cookie(&s.token);
+    for (target, seen) in [
+        ("/public/../admin?q=1", "/admin?q=1"),
+        ("//admin", "/admin"),
+        ("/%61dmin/./x", "/admin/x"),
+        ("/public//report", "/public/report"),
+    ] {
+        let (status, body) = raw_get(addr, "files.test", target, Some(&c)).await;
+        assert_eq!(status, 200, "{target}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"));
+        assert_eq!(v["uri"], seen, "{target}");
+    }
+    // Paths whose meaning depends on the origin are refused.
+    for target in ["/public%2f..%2fadmin", "/public/..%5cadmin", "/public\\..\\admin", "/a%zz", "/a%00"] {
+        let (status, body) = raw_get(addr, "files.test", target, Some(&c)).await;
+        assert_eq!(status, 400, "{target}: {body}");
+    }
 }
 
 #[tokio::test]
