@@ -813,7 +813,7 @@ impl ScimStore for Store {
                 .rows_affected();
                 if added == 0 {
                     let exists: Option<(i64,)> = sqlx::query_as(
-                        "SELECT 1 FROM scim_members WHERE group_id = $1 AND user_id = $2",
+                        "SELECT CAST(1 AS BIGINT) FROM scim_members WHERE group_id = $1 AND user_id = $2",
                     )
                     .bind(&g.id)
                     .bind(m)
@@ -1103,7 +1103,7 @@ impl ScimStore for Store {
 
     async fn scim_idp_has_sign_ins(&self, idp: IdpId) -> Result<bool, StoreError> {
         let row: Option<(i64,)> = on_pool!(self, p => {
-            sqlx::query_as("SELECT 1 FROM users WHERE idp_id = $1 LIMIT 1").bind(idp.to_string()).fetch_optional(p).await
+            sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM users WHERE idp_id = $1 LIMIT 1").bind(idp.to_string()).fetch_optional(p).await
         })?;
         Ok(row.is_some())
     }

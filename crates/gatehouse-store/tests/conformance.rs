@@ -696,10 +696,12 @@ mod scim_cases {
         assert_eq!(s.scim_group_members("g1").await.map(|m| m.len()).ok(), Some(1));
 
         // Sign-in: registry users link by e-mail or object id; deactivation and drift show.
+        assert_eq!(s.scim_idp_has_sign_ins(a).await.map_err(|e| e.to_string()), Ok(false));
         let reg = s
             .record_sign_in(a, "entra:t:oid-ada", "ada@mail.test", "Ada", &json!({"groups": []}), 60)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.scim_idp_has_sign_ins(a).await.map_err(|e| e.to_string()), Ok(true));
         let ada = s.scim_get_user(a, "u1").await.ok().flatten().unwrap_or_else(|| panic!("u1"));
         assert_eq!(
             s.scim_linked_users(&ada).await.map(|u| u.iter().map(|u| u.id).collect::<Vec<_>>()).ok(),
