@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! team domain? ─ no ─► 404
-//! peer over the failed-auth limit? ─ yes ─► 429
-//! IdP exists, scim_config.enabled, bearer matches the stored hash (constant time)? ─ no ─► 401
+//! IdP exists, scim_config.enabled, bearer matches the stored hash (constant time)?
+//!   ─ no ─► 401, or 429 once the peer is over the failed-auth limit (a right secret is
+//!           never limited, so failures from a shared address cannot lock provisioning out)
 //! handler (users / groups / discovery) ─► store ─► effects (sessions, identities)
 //! provisioning log entry (every request), response
 //! ```
@@ -90,11 +91,11 @@ impl ScimState {
         let _ = self.inner.log.send(entry);
     }
 
-    /// Whether `peer` is over the failed-authentication limit.
+    /// Whether `peer` is over the failed-authentication limit (counting the failure just made).
     fn limited(&self, peer: Option<IpAddr>, now: Instant) -> bool {
         let Some(peer) = peer else { return false };
         let map = self.inner.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(&peer).is_some_and(|(start, n)| now.duration_since(*start) < FAIL_WINDOW && *n >= MAX_FAILED_AUTH)
+        map.get(&peer).is_some_and(|(start, n)| now.duration_since(*start) < FAIL_WINDOW && *n > MAX_FAILED_AUTH)
     }
 
     fn record_failure(&self, peer: Option<IpAddr>, now: Instant) {
@@ -232,18 +233,8 @@ impl FromRequestParts<ScimState> for Authed {
             return Err(ScimError { status: 404, scim_type: None, detail: "SCIM is served on the team domain".into() }
                 .into_response());
         }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| limiter_key(c.0.ip()));
         let now = Instant::now();
-        if state.limited(peer, now) {
-            let mut resp = ScimError {
-                status: 429,
-                scim_type: None,
-                detail: "too many failed authentications from this address; try again later".into(),
-            }
-            .into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return Err(resp);
-        }
         let idp_id = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .ok()
@@ -273,8 +264,20 @@ impl FromRequestParts<ScimState> for Authed {
         match idp {
             Some(idp) if ok => Ok(Self { idp }),
             _ => {
+                // Only failures are limited: the right secret always gets through, so nobody
+                // can lock a provisioning service out by failing from the same address.
                 state.record_failure(peer, now);
                 tracing::warn!(peer = ?peer, idp = ?idp_id, "SCIM request with a missing or wrong bearer secret");
+                if state.limited(peer, now) {
+                    let mut resp = ScimError {
+                        status: 429,
+                        scim_type: None,
+                        detail: "too many failed authentications from this address; try again later".into(),
+                    }
+                    .into_response();
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                    return Err(resp);
+                }
                 Err(unauthorized(
                     "authentication failed: send the identity provider's SCIM secret as a bearer token to an \
                      identity provider with SCIM enabled",
@@ -282,6 +285,18 @@ impl FromRequestParts<ScimState> for Authed {
                 .into_response())
             }
         }
+    }
+}
+
+/// The limiter's key for a peer: IPv6 peers by their /64, which one host controls whole.
+fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -293,6 +308,17 @@ mod tests {
         assert_eq!(super::hostname("auth.example.com"), "auth.example.com");
         assert_eq!(super::hostname("[::1]:8080"), "[::1]");
         assert_eq!(super::hostname("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn ipv6_peers_are_limited_by_their_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap_or(std::net::IpAddr::from([0u8; 4]));
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap_or(std::net::IpAddr::from([0u8; 4]));
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap_or(std::net::IpAddr::from([0u8; 4]));
+        assert_eq!(super::limiter_key(a), super::limiter_key(b));
+        assert_ne!(super::limiter_key(a), super::limiter_key(c));
+        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap_or(a);
+        assert_eq!(super::limiter_key(v4), v4);
     }
 }
 
