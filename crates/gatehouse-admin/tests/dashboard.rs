@@ -511,3 +511,29 @@ async fn service_token_secrets_are_shown_once_and_rotated() {
     assert!(gatehouse_core::secret::verify_bearer_secret(&first, t2.previous_secret_hash.as_deref().unwrap()));
     assert!(t2.previous_expires_at.unwrap() > gatehouse_core::now_millis() + 3_500_000);
 }
+
+#[tokio::test]
+async fn a_read_only_dashboard_only_takes_turning_read_only_off() {
+    let d = dash().await;
+    let mut org = d.store.organization().await.unwrap();
+    let name = org.name.clone();
+    org.is_ui_read_only = true;
+    d.store.put_organization(&org).await.unwrap();
+    let (cookie, csrf) = d.sign_in(RW).await;
+    // Other changes are refused while read-only.
+    let r = d.post("/keys/rotate", Some(&cookie), Some(ORIGIN), form(&[("_csrf", &csrf)])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // The settings form may only turn read-only off: a new name sent with it is ignored.
+    let r = d
+        .post(
+            "/settings",
+            Some(&cookie),
+            Some(ORIGIN),
+            form(&[("_csrf", &csrf), ("name", "Renamed while read-only"), ("session_duration", "1h")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let after = d.store.organization().await.unwrap();
+    assert!(!after.is_ui_read_only);
+    assert_eq!(after.name, name);
+}

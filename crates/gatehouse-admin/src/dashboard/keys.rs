@@ -182,6 +182,14 @@ pub(crate) async fn update_settings(
     Form(f): Form,
 ) -> Result<Response, PageError> {
     let v = OrgValues::from_form(&f);
+    // While the dashboard is read-only, the only change it takes is turning that off.
+    if state.store.organization().await?.is_ui_read_only {
+        let input = OrganizationInput { is_ui_read_only: Some(v.is_ui_read_only), ..OrganizationInput::default() };
+        return match crate::api::organizations::update_organization(&state, input).await {
+            Ok(_) => Ok(see_other("/settings?notice=saved")),
+            Err(e) => Err(e.into()),
+        };
+    }
     let input = OrganizationInput {
         name: Some(v.name.clone()),
         auth_domain: Some(v.auth_domain.clone()),

@@ -106,7 +106,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Where to go after signing in: a path of the dashboard only (never another site).
 fn safe_next(raw: &str) -> String {
-    let ok = raw.starts_with('/') && !raw.starts_with("//") && !raw.contains('\\') && !raw.starts_with("/login");
+    // Browsers drop tabs and newlines from a Location, so `/\t/evil.example` would become
+    // `//evil.example`: no control characters at all.
+    let ok = raw.starts_with('/')
+        && !raw.starts_with("//")
+        && !raw.chars().any(|c| c == '\\' || c.is_control())
+        && !raw.starts_with("/login")
+        && raw.len() <= 2048;
     if ok { raw.to_owned() } else { "/".to_owned() }
 }
 
@@ -323,7 +329,9 @@ mod tests {
     #[test]
     fn next_stays_on_the_dashboard() {
         assert_eq!(safe_next("/apps?page=2"), "/apps?page=2");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "", "/login?next=/x"] {
+        for bad in
+            ["//evil.example", "https://evil.example", "/\\evil", "", "/login?next=/x", "/\t/evil.example", "/\n/evil"]
+        {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
     }
