@@ -47,6 +47,9 @@ impl ReadQuery {
         for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match k.to_ascii_lowercase().as_str() {
                 "filter" => {
+                    if v.contains('\0') {
+                        return Err(invalid_filter("the filter must not contain the NUL character"));
+                    }
                     let parsed = filter::parse(&v).map_err(|e| invalid_filter(e.to_string()))?;
                     q.filter = Some(translate(&parsed, kind)?);
                 }

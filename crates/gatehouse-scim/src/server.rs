@@ -363,7 +363,21 @@ impl FromRequest<ScimState> for ScimJson {
         if !value.is_object() {
             return Err(ScimError::bad_request(ScimType::InvalidSyntax, "the request body must be a JSON object"));
         }
+        // PostgreSQL cannot store NUL in text, and no SCIM attribute needs one.
+        if has_nul(&value) {
+            return Err(ScimError::bad_request(ScimType::InvalidValue, "strings must not contain the NUL character"));
+        }
         Ok(Self(value, text))
+    }
+}
+
+/// Whether any string (or key) in `v` contains a NUL character.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 

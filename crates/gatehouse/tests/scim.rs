@@ -640,6 +640,13 @@ async fn malformed_requests_get_scim_errors_never_a_5xx() {
     expect(post("[1, 2]").await, 400, Some("invalidSyntax"));
     expect(post(r#"{"displayName": "no user name"}"#).await, 400, Some("invalidValue"));
     expect(post(r#"{"userName": "x@y", "active": "maybe"}"#).await, 400, Some("invalidValue"));
+    // NUL cannot be stored (PostgreSQL refuses it in text) and is never meaningful.
+    expect(post(r#"{"userName": "nul\u0000@contoso.com"}"#).await, 400, Some("invalidValue"));
+    expect(
+        env.scim(reqwest::Method::GET, "/Users?filter=userName%20eq%20%22a%00b%22", None).await,
+        400,
+        Some("invalidFilter"),
+    );
     let patch = |body: String| {
         let (env, id) = (&env, id.clone());
         async move { env.scim(reqwest::Method::PATCH, &format!("/Users/{id}"), Some(&body)).await }
