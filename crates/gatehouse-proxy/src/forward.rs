@@ -1,6 +1,7 @@
-//! Forwarding to origins: a pooled HTTP/1.1 client per origin setting, header filtering in
-//! both directions, streaming bodies, WebSocket (and any HTTP/1.1) upgrades, and clear
-//! 502/504 pages when the origin fails.
+//! Forwarding to origins: pooled HTTP/1.1 connections, header filtering in both directions,
+//! streaming bodies, WebSocket (and any HTTP/1.1) upgrades, and clear 502/504 pages when the
+//! origin fails. Plain-HTTP requests use a per-thread pool of hyper connections (no locks, no
+//! timers on the hot path); TLS origins and upgrades use hyper-util's pooled client.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ const CLIENT_ADDRESS_HEADERS: [HeaderName; 4] = [
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// A connection to a plain-HTTP origin, ready or busy.
+type PlainSender = hyper::client::conn::http1::SendRequest<Body>;
+/// [`Origins`] instance and origin address.
+type PlainKey = (u64, http::uri::Authority);
+
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +58,10 @@ struct ClientKey {
 }
 
 thread_local! {
+    /// Each thread's idle HTTP/1.1 connections to plain-HTTP origins, by [`Origins`] instance
+    /// and origin address: the common case gets a pool with no locks and no timers.
+    static PLAIN: RefCell<HashMap<PlainKey, Vec<PlainSender>>> =
+        RefCell::new(HashMap::new());
     /// Each thread's own pools: a connection is only ever used by the thread (and runtime)
     /// that opened it. Keyed by the [`Origins`] instance and the connection settings.
     static CLIENTS: RefCell<HashMap<(u64, ClientKey), HttpClient>> = RefCell::new(HashMap::new());
@@ -111,6 +121,85 @@ impl Origins {
         Ok(client)
     }
 
+    /// Sends `req` over an idle pooled connection to a plain-HTTP origin, or a new one. A
+    /// request the pooled connection could not take (it was closing) is sent again on a new
+    /// connection; it was never written, so this is safe for any method.
+    async fn send_plain(
+        &self,
+        origin: &Origin,
+        mut req: Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
+        // A connection speaks to one origin: the request line carries only the path.
+        let origin_form: Uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).parse().unwrap_or_default();
+        *req.uri_mut() = origin_form;
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(origin.authority.as_str())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        let key = (self.id, origin.authority.clone());
+        let idle = PLAIN.with_borrow_mut(|pools| {
+            let pool = pools.get_mut(&key)?;
+            pool.retain(|s| !s.is_closed());
+            // Connections still streaming an earlier response body stay for later.
+            let ready = pool.iter().rposition(hyper::client::conn::http1::SendRequest::is_ready)?;
+            Some(pool.swap_remove(ready))
+        });
+        let req = match idle {
+            Some(mut sender) => match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.put_back(key, sender);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => {
+                        tracing::debug!(error = %e.error(), origin = %origin, "origin request failed");
+                        return Err(OriginFailure::Unreachable);
+                    }
+                },
+            },
+            None => req,
+        };
+        let connect = tokio::net::TcpStream::connect(origin.authority.as_str());
+        let stream = match tokio::time::timeout(origin.connect_timeout, connect).await {
+            Err(_) => return Err(OriginFailure::Timeout),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, origin = %origin, "cannot connect to the origin");
+                return Err(OriginFailure::Unreachable);
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| OriginFailure::Unreachable)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "origin connection ended with an error");
+            }
+        });
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                self.put_back(key, sender);
+                Ok(resp)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, origin = %origin, "origin request failed");
+                Err(OriginFailure::Unreachable)
+            }
+        }
+    }
+
+    fn put_back(&self, key: PlainKey, sender: PlainSender) {
+        PLAIN.with_borrow_mut(|pools| {
+            let pool = pools.entry(key).or_default();
+            if pool.len() < self.max_idle {
+                pool.push(sender);
+            }
+        });
+    }
+
     fn build(&self, key: &ClientKey) -> Result<HttpClient, String> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(key.connect_timeout));
@@ -160,6 +249,18 @@ impl Origins {
         })?;
         if client_upgrade.is_none() {
             req.headers_mut().remove(header::UPGRADE);
+            if !origin.https {
+                return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
+                    Err(_) => Err(OriginFailure::Timeout),
+                    Ok(Err(f)) => Err(f),
+                    Ok(Ok(resp)) => {
+                        let (parts, body) = resp.into_parts();
+                        let mut out = Response::from_parts(parts, Body::new(body));
+                        strip_hop_by_hop(out.headers_mut(), false);
+                        Ok(out)
+                    }
+                };
+            }
         }
         let fut = client.request(req);
         let mut resp = match tokio::time::timeout(self.response_timeout, fut).await {
