@@ -243,25 +243,19 @@ impl Origins {
         mut req: Request<Body>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response, OriginFailure> {
-        let client = self.client(origin).map_err(|e| {
-            tracing::error!(error = %e, origin = %origin, "cannot set up a client for the origin");
-            OriginFailure::Unreachable
-        })?;
         if client_upgrade.is_none() {
             req.headers_mut().remove(header::UPGRADE);
             if !origin.https {
                 return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
                     Err(_) => Err(OriginFailure::Timeout),
-                    Ok(Err(f)) => Err(f),
-                    Ok(Ok(resp)) => {
-                        let (parts, body) = resp.into_parts();
-                        let mut out = Response::from_parts(parts, Body::new(body));
-                        strip_hop_by_hop(out.headers_mut(), false);
-                        Ok(out)
-                    }
+                    Ok(result) => result.map(to_client),
                 };
             }
         }
+        let client = self.client(origin).map_err(|e| {
+            tracing::error!(error = %e, origin = %origin, "cannot set up a client for the origin");
+            OriginFailure::Unreachable
+        })?;
         let fut = client.request(req);
         let mut resp = match tokio::time::timeout(self.response_timeout, fut).await {
             Err(_) => return Err(OriginFailure::Timeout),
@@ -291,11 +285,16 @@ impl Origins {
             strip_hop_by_hop(out.headers_mut(), true);
             return Ok(out);
         }
-        let (parts, body) = resp.into_parts();
-        let mut out = Response::from_parts(parts, Body::new(body));
-        strip_hop_by_hop(out.headers_mut(), false);
-        Ok(out)
+        Ok(to_client(resp))
     }
+}
+
+/// The origin's response as the client gets it: streamed body, hop-by-hop headers removed.
+fn to_client(resp: http::Response<hyper::body::Incoming>) -> Response {
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::from_parts(parts, Body::new(body));
+    strip_hop_by_hop(out.headers_mut(), false);
+    out
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {

@@ -68,22 +68,20 @@ pub(crate) async fn search(
 }
 
 async fn list_with(state: &ScimState, auth: &Authed, q: ReadQuery) -> Result<Response, ScimError> {
-    {
-        let page = state
-            .store()
-            .scim_list_groups(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
-            .await
-            .map_err(store_error)?;
-        let base = state.base_url(auth.idp.id);
-        let mut resources = Vec::with_capacity(page.items.len());
-        for g in &page.items {
-            let members = if q.projection.wants("members") { Some(members_of(state, g).await?) } else { None };
-            let mut r = render_group(g, members.as_deref(), &base);
-            q.projection.apply(&mut r);
-            resources.push(Value::Object(r));
-        }
-        Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
+    let page = state
+        .store()
+        .scim_list_groups(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
+        .await
+        .map_err(store_error)?;
+    let base = state.base_url(auth.idp.id);
+    let mut resources = Vec::with_capacity(page.items.len());
+    for g in &page.items {
+        let members = if q.projection.wants("members") { Some(members_of(state, g).await?) } else { None };
+        let mut r = render_group(g, members.as_deref(), &base);
+        q.projection.apply(&mut r);
+        resources.push(Value::Object(r));
     }
+    Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
 }
 
 /// `GET /Groups/{id}`.

@@ -63,24 +63,22 @@ pub(crate) async fn search(
 }
 
 async fn list_with(state: &ScimState, auth: &Authed, q: ReadQuery) -> Result<Response, ScimError> {
-    {
-        let page = state
-            .store()
-            .scim_list_users(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
-            .await
-            .map_err(store_error)?;
-        let base = state.base_url(auth.idp.id);
-        let resources = page
-            .items
-            .iter()
-            .map(|u| {
-                let mut r = render_user(u, &base);
-                q.projection.apply(&mut r);
-                Value::Object(r)
-            })
-            .collect();
-        Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
-    }
+    let page = state
+        .store()
+        .scim_list_users(auth.idp.id, q.filter.as_ref(), q.start_index - 1, q.count)
+        .await
+        .map_err(store_error)?;
+    let base = state.base_url(auth.idp.id);
+    let resources = page
+        .items
+        .iter()
+        .map(|u| {
+            let mut r = render_user(u, &base);
+            q.projection.apply(&mut r);
+            Value::Object(r)
+        })
+        .collect();
+    Ok(scim_response(StatusCode::OK, &list_response(page.total, q.start_index, resources)))
 }
 
 /// `GET /Users/{id}`.
