@@ -23,7 +23,7 @@ use gatehouse_core::{AppId, UnixMillis, now_millis};
 use gatehouse_store::{
     AccessLogRecord, DataPlaneStore as _, ServiceTokenStore as _, SessionStore as _, Store, UserStore as _,
 };
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -95,14 +95,43 @@ struct CachedToken {
     aud: Box<str>,
     user: Uuid,
     nonce: Box<str>,
-    email: Box<str>,
+    /// The token as the origin gets it (`Cf-Access-Jwt-Assertion`), built once.
+    assertion: HeaderValue,
+    /// `Cf-Access-Authenticated-User-Email`, built once.
+    email_header: Option<HeaderValue>,
     exp_s: i64,
     iat_s: i64,
     ring: usize,
 }
 
-/// A signed service-token JWT and its expiry (Unix seconds).
-type SignedServiceJwt = (Arc<str>, i64);
+/// A signed service-token JWT (as a header value) and its expiry (Unix seconds).
+type SignedServiceJwt = (HeaderValue, i64);
+
+/// The client a connection comes from, its address formatted once per connection for the
+/// headers the origin gets.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    addr: SocketAddr,
+    ip_header: HeaderValue,
+}
+
+impl Peer {
+    /// The peer of a new connection.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip_header = HeaderValue::from_str(&addr.ip().to_string()).unwrap_or(HeaderValue::from_static(""));
+        Self { addr, ip_header }
+    }
+
+    /// The peer's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+const CLIENT_ID: HeaderName = HeaderName::from_static("cf-access-client-id");
+const CLIENT_SECRET: HeaderName = HeaderName::from_static("cf-access-client-secret");
+const ACCESS_TOKEN: HeaderName = HeaderName::from_static("cf-access-token");
+const REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 
 #[derive(Debug)]
 struct Metrics {
@@ -182,8 +211,6 @@ impl Via {
 #[derive(Debug, Default)]
 struct Caller {
     token: Option<(Arc<CachedToken>, bool)>,
-    /// The raw token, forwarded to the origin.
-    raw: Option<String>,
     identity: Option<Arc<Identity>>,
     service: Option<(Uuid, String)>,
     service_rejected: bool,
@@ -299,9 +326,10 @@ impl DataPlane {
     }
 
     /// Handles one request on the public listener that no `/cdn-cgi/access` route took.
-    pub async fn handle(self, peer: SocketAddr, mut req: Request<Body>) -> Response {
+    pub async fn handle(&self, peer: &Peer, mut req: Request<Body>) -> Response {
         let start = Instant::now();
-        let host = host_of(&req).to_owned();
+        let host_header = host_of(&req);
+        let host = host_header.to_str().unwrap_or_default();
         // Match and forward one canonical path, so the path a policy was checked for is the
         // path the origin serves (see `crate::path`).
         let path = match crate::path::canonical(req.uri().path()) {
@@ -335,7 +363,7 @@ impl DataPlane {
         let caller = self.authenticate(&parts, route, now).await;
         let facts = RequestFacts {
             identity: caller.identity.as_deref(),
-            ip: peer.ip(),
+            ip: peer.addr.ip(),
             country: None,
             service_token: caller.service.as_ref().map(|s| s.0),
         };
@@ -357,7 +385,7 @@ impl DataPlane {
                 };
                 m.increment(1);
                 let req = Request::from_parts(parts, body);
-                let resp = self.forward(req, peer, &host, route, &caller, outcome.decision, now).await;
+                let resp = self.forward(req, peer, &host_header, route, &caller, outcome.decision, now).await;
                 (resp, reason)
             }
             Decision::Deny => {
@@ -374,7 +402,7 @@ impl DataPlane {
             Decision::NeedLogin => {
                 self.0.metrics.login.increment(1);
                 let reason = caller.token_rejected.unwrap_or("no session");
-                (self.need_login(&parts, &host, route, &caller), reason)
+                (self.need_login(&parts, host, route, &caller), reason)
             }
         };
         let status = resp.status();
@@ -394,7 +422,7 @@ impl DataPlane {
                 app_domain: format!("{host}{path}"),
                 user_email,
                 user_id: caller.token.as_ref().map(|t| t.0.user),
-                ip_address: peer.ip().to_string(),
+                ip_address: peer.addr.ip().to_string(),
                 action: if first_sight { "login".into() } else { "request".into() },
                 allowed: matches!(outcome.decision, Decision::Allow | Decision::Bypass | Decision::ServiceAuth)
                     && !status.is_server_error(),
@@ -417,20 +445,19 @@ impl DataPlane {
     async fn authenticate(&self, req: &http::request::Parts, route: &AppRoute, now: UnixMillis) -> Caller {
         let mut caller = Caller::default();
         let headers = &req.headers;
-        if let Some(id) = header_str(headers, "cf-access-client-id") {
-            let secret = header_str(headers, "cf-access-client-secret").unwrap_or_default();
+        if let Some(id) = header_str(headers, &CLIENT_ID) {
+            let secret = header_str(headers, &CLIENT_SECRET).unwrap_or_default();
             match self.service_token(id, secret, now) {
                 Some(t) => caller.service = Some(t),
                 None => caller.service_rejected = true,
             }
         }
-        let token = cookie(headers, "CF_Authorization").or_else(|| header_str(headers, "cf-access-token"));
+        let token = crate::cookies::get(headers, "CF_Authorization").or_else(|| header_str(headers, &ACCESS_TOKEN));
         if let Some(raw) = token {
             match self.verify(raw, &route.app, now) {
                 Ok((entry, first)) => {
                     caller.identity = self.identity(entry.user, first).await;
                     if caller.identity.is_some() {
-                        caller.raw = Some(raw.to_owned());
                         caller.token = Some((entry, first));
                     } else {
                         caller.token_rejected = Some("user no longer exists");
@@ -472,11 +499,13 @@ impl DataPlane {
                     return Err("not an application token");
                 }
                 let user = Uuid::parse_str(&claims.sub).map_err(|_| "token without a user")?;
+                let assertion = HeaderValue::from_str(raw).map_err(|_| "invalid or expired token")?;
                 let e = Arc::new(CachedToken {
                     aud: app.aud.as_str().into(),
                     user,
                     nonce: claims.identity_nonce.into(),
-                    email: claims.email.into(),
+                    email_header: HeaderValue::from_str(&claims.email).ok(),
+                    assertion,
                     exp_s: claims.exp,
                     iat_s: claims.iat,
                     ring: ring_id,
@@ -535,8 +564,8 @@ impl DataPlane {
     async fn forward(
         &self,
         mut req: Request<Body>,
-        peer: SocketAddr,
-        host: &str,
+        peer: &Peer,
+        host: &HeaderValue,
         route: &AppRoute,
         caller: &Caller,
         decision: Decision,
@@ -544,7 +573,7 @@ impl DataPlane {
     ) -> Response {
         let service = {
             let ingress = self.0.ingress.load();
-            ingress.resolve(host, req.uri().path()).cloned()
+            ingress.resolve(host.to_str().unwrap_or_default(), req.uri().path()).cloned()
         };
         let origin = match service.as_deref() {
             Some(Service::Origin(o)) => o.clone(),
@@ -555,29 +584,26 @@ impl DataPlane {
         };
         let upgrade = forward::is_upgrade(req.headers());
         let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let fwd = Forwarded { client_ip: peer.ip(), proto: if self.0.team.https { "https" } else { "http" }, host };
+        let fwd =
+            Forwarded { client_ip: &peer.ip_header, proto: if self.0.team.https { "https" } else { "http" }, host };
         let mut up = match forward::upstream_request(req, &origin, fwd, upgrade) {
             Ok(r) => r,
             Err(_) => return crate::pages::page(StatusCode::BAD_REQUEST, "Bad request", "The request is not valid."),
         };
         let h = up.headers_mut();
-        match decision {
-            Decision::Allow => {
-                if let (Some((t, _)), Some(raw)) = (&caller.token, &caller.raw) {
-                    set(h, &forward::JWT_ASSERTION, raw);
-                    set(h, &forward::AUTHENTICATED_EMAIL, &t.email);
+        let session = |h: &mut HeaderMap, t: &CachedToken| {
+            h.insert(forward::JWT_ASSERTION, t.assertion.clone());
+            if let Some(email) = &t.email_header {
+                h.insert(forward::AUTHENTICATED_EMAIL, email.clone());
+            }
+        };
+        match (decision, &caller.service, &caller.token) {
+            (Decision::ServiceAuth, Some((id, client_id)), _) => {
+                if let Some(jwt) = self.service_jwt(*id, client_id, &route.app, now) {
+                    h.insert(forward::JWT_ASSERTION, jwt);
                 }
             }
-            Decision::ServiceAuth => {
-                if let Some((id, client_id)) = &caller.service {
-                    if let Some(jwt) = self.service_jwt(*id, client_id, &route.app, now) {
-                        set(h, &forward::JWT_ASSERTION, &jwt);
-                    }
-                } else if let (Some((t, _)), Some(raw)) = (&caller.token, &caller.raw) {
-                    set(h, &forward::JWT_ASSERTION, raw);
-                    set(h, &forward::AUTHENTICATED_EMAIL, &t.email);
-                }
-            }
+            (Decision::Allow | Decision::ServiceAuth, _, Some((t, _))) => session(h, t),
             _ => {}
         }
         match self.0.origins.send(&origin, up, on_upgrade).await {
@@ -592,7 +618,7 @@ impl DataPlane {
 
     /// A token for a service token's requests (`common_name` = client id), signed once and
     /// reused until shortly before it expires.
-    fn service_jwt(&self, id: Uuid, client_id: &str, app: &Application, now: UnixMillis) -> Option<Arc<str>> {
+    fn service_jwt(&self, id: Uuid, client_id: &str, app: &Application, now: UnixMillis) -> Option<HeaderValue> {
         let now_s = now / 1000;
         if let Some((jwt, exp)) =
             self.0.service_jwts.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(id, app.id))
@@ -615,8 +641,12 @@ impl DataPlane {
             "common_name": client_id,
             "sub": "",
         });
-        let jwt: Arc<str> = match token::sign(&self.0.keys.load(), &claims) {
-            Ok(j) => j.into(),
+        let jwt = match token::sign(&self.0.keys.load(), &claims).map(|j| HeaderValue::from_str(&j)) {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a signed service token JWT is not a header value");
+                return None;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a service token JWT");
                 return None;
@@ -641,8 +671,8 @@ impl DataPlane {
 
     fn need_login(&self, req: &http::request::Parts, host: &str, route: &AppRoute, caller: &Caller) -> Response {
         let headers = &req.headers;
-        let xhr = header_str(headers, "x-requested-with").is_some_and(|v| v.eq_ignore_ascii_case("XMLHttpRequest"));
-        let non_browser = caller.service_rejected || header_str(headers, "cf-access-token").is_some();
+        let xhr = header_str(headers, &REQUESTED_WITH).is_some_and(|v| v.eq_ignore_ascii_case("XMLHttpRequest"));
+        let non_browser = caller.service_rejected || header_str(headers, &ACCESS_TOKEN).is_some();
         if xhr || non_browser || route.app.settings.service_auth_401_redirect {
             let mut r = (
                 StatusCode::UNAUTHORIZED,
@@ -688,31 +718,16 @@ fn decision_name(d: Decision) -> &'static str {
     }
 }
 
-fn set(h: &mut HeaderMap, name: &http::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(name.clone(), v);
-    }
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn host_of(req: &Request<Body>) -> &str {
-    req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or_default()
-}
-
-/// The value of cookie `name` among the request's cookies.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| n.trim() == name)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
+/// The `Host` the client asked for: the header, or the authority of an absolute-form target.
+fn host_of(req: &Request<Body>) -> HeaderValue {
+    match req.headers().get(header::HOST) {
+        Some(h) => h.clone(),
+        None => req.uri().host().and_then(|h| HeaderValue::from_str(h).ok()).unwrap_or(HeaderValue::from_static("")),
+    }
 }
 
 fn bad_path(e: crate::path::PathError) -> Response {

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,8 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::ingress::Origin;
 
-/// Cookies the gateway owns; never sent to an origin.
-pub const GATEWAY_COOKIES: &[&str] = &["CF_Authorization", "CF_AppSession", "CF_Binding", "CF_Session"];
+pub use crate::cookies::GATEWAY_COOKIES;
 
 /// Identity headers an origin receives; any client-supplied `Cf-Access-*` header is removed.
 pub const JWT_ASSERTION: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
@@ -45,8 +43,13 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// A connection to a plain-HTTP origin, ready or busy.
 type PlainSender = hyper::client::conn::http1::SendRequest<Body>;
-/// [`Origins`] instance and origin address.
-type PlainKey = (u64, http::uri::Authority);
+/// One origin's idle connections on one thread.
+struct PlainPool {
+    /// The [`Origins`] instance.
+    owner: u64,
+    authority: http::uri::Authority,
+    idle: Vec<PlainSender>,
+}
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
@@ -59,9 +62,9 @@ struct ClientKey {
 
 thread_local! {
     /// Each thread's idle HTTP/1.1 connections to plain-HTTP origins, by [`Origins`] instance
-    /// and origin address: the common case gets a pool with no locks and no timers.
-    static PLAIN: RefCell<HashMap<PlainKey, Vec<PlainSender>>> =
-        RefCell::new(HashMap::new());
+    /// and origin address: the common case gets a pool with no locks and no timers. A short
+    /// list (one entry per origin), searched without hashing.
+    static PLAIN: RefCell<Vec<PlainPool>> = const { RefCell::new(Vec::new()) };
     /// Each thread's own pools: a connection is only ever used by the thread (and runtime)
     /// that opened it. Keyed by the [`Origins`] instance and the connection settings.
     static CLIENTS: RefCell<HashMap<(u64, ClientKey), HttpClient>> = RefCell::new(HashMap::new());
@@ -127,19 +130,10 @@ impl Origins {
     async fn send_plain(
         &self,
         origin: &Origin,
-        mut req: Request<Body>,
+        req: Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
-        // A connection speaks to one origin: the request line carries only the path.
-        let origin_form: Uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).parse().unwrap_or_default();
-        *req.uri_mut() = origin_form;
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(origin.authority.as_str())
-        {
-            req.headers_mut().insert(header::HOST, host);
-        }
-        let key = (self.id, origin.authority.clone());
         let idle = PLAIN.with_borrow_mut(|pools| {
-            let pool = pools.get_mut(&key)?;
+            let pool = &mut pools.iter_mut().find(|p| p.owner == self.id && p.authority == origin.authority)?.idle;
             pool.retain(|s| !s.is_closed());
             // Connections still streaming an earlier response body stay for later.
             let ready = pool.iter().rposition(hyper::client::conn::http1::SendRequest::is_ready)?;
@@ -148,7 +142,7 @@ impl Origins {
         let req = match idle {
             Some(mut sender) => match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.put_back(key, sender);
+                    self.put_back(&origin.authority, sender);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
@@ -181,7 +175,7 @@ impl Origins {
         });
         match sender.send_request(req).await {
             Ok(resp) => {
-                self.put_back(key, sender);
+                self.put_back(&origin.authority, sender);
                 Ok(resp)
             }
             Err(e) => {
@@ -191,9 +185,16 @@ impl Origins {
         }
     }
 
-    fn put_back(&self, key: PlainKey, sender: PlainSender) {
+    fn put_back(&self, authority: &http::uri::Authority, sender: PlainSender) {
         PLAIN.with_borrow_mut(|pools| {
-            let pool = pools.entry(key).or_default();
+            let i = match pools.iter().position(|p| p.owner == self.id && p.authority == *authority) {
+                Some(i) => i,
+                None => {
+                    pools.push(PlainPool { owner: self.id, authority: authority.clone(), idle: Vec::new() });
+                    pools.len() - 1
+                }
+            };
+            let pool = &mut pools[i].idle;
             if pool.len() < self.max_idle {
                 pool.push(sender);
             }
@@ -235,23 +236,29 @@ impl Origins {
             .build(connector))
     }
 
-    /// Sends `req` (already filtered, with an absolute URI) to the origin; relays an upgrade
-    /// when the origin accepts one.
+    /// Sends `req` (prepared by [`upstream_request`]) to the origin; relays an upgrade when
+    /// the origin accepts one.
     pub async fn send(
         &self,
         origin: &Origin,
         mut req: Request<Body>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response, OriginFailure> {
-        if client_upgrade.is_none() {
-            req.headers_mut().remove(header::UPGRADE);
-            if !origin.https {
-                return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
-                    Err(_) => Err(OriginFailure::Timeout),
-                    Ok(result) => result.map(to_client),
-                };
-            }
+        if client_upgrade.is_none() && !origin.https {
+            return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
+                Err(_) => Err(OriginFailure::Timeout),
+                Ok(result) => result.map(to_client),
+            };
         }
+        // hyper-util's client takes the origin from an absolute URI.
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let absolute = Uri::builder()
+            .scheme(if origin.https { "https" } else { "http" })
+            .authority(origin.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| OriginFailure::Unreachable)?;
+        *req.uri_mut() = absolute;
         let client = self.client(origin).map_err(|e| {
             tracing::error!(error = %e, origin = %origin, "cannot set up a client for the origin");
             OriginFailure::Unreachable
@@ -362,115 +369,125 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers (and those the `Connection` header names). With `upgrade`, the
-/// `Connection: upgrade` / `Upgrade` pair is kept.
+/// `Connection: upgrade` / `Upgrade` pair is kept. One pass over the names; a header is only
+/// removed when it is there.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(upgrade && *n == header::UPGRADE))
-        .collect();
-    for n in named {
-        headers.remove(n);
+    let mut drop: Vec<HeaderName> = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if is_hop_by_hop(name) && !(upgrade && name == header::UPGRADE) {
+            drop.push(name.clone());
+        }
     }
-    for n in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-    ] {
+    if connection {
+        for v in &headers.get_all(header::CONNECTION) {
+            for token in v.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                // `keep-alive` and `close` name no header to remove (Keep-Alive is dropped above).
+                if token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token)
+                    && !(upgrade && n == header::UPGRADE)
+                {
+                    drop.push(n);
+                }
+            }
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for n in drop {
         headers.remove(n);
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
 }
 
-/// Removes every client-supplied `Cf-Access-*` header and the gateway's cookies.
+/// Headers only the gateway may set: `Cf-Access-*` and the client-address headers.
+fn is_client_supplied(name: &HeaderName) -> bool {
+    name.as_str().starts_with("cf-access-") || name == CF_CONNECTING_IP || CLIENT_ADDRESS_HEADERS.contains(name)
+}
+
+/// Removes every client-supplied `Cf-Access-*` header, the client-address headers an origin
+/// might trust, and the gateway's cookies.
 pub fn strip_gateway_headers(headers: &mut HeaderMap) {
-    let spoofable: Vec<HeaderName> =
-        headers.keys().filter(|k| k.as_str().starts_with("cf-access-") || *k == "cf-access-token").cloned().collect();
-    for k in spoofable {
-        headers.remove(k);
-    }
-    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if cookies.is_empty() {
-        return;
-    }
-    headers.remove(header::COOKIE);
-    let mut kept = String::new();
-    for v in &cookies {
-        let Ok(s) = v.to_str() else { continue };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if pair.is_empty() || GATEWAY_COOKIES.iter().any(|g| g.eq_ignore_ascii_case(name)) {
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.push_str("; ");
-            }
-            kept.push_str(pair);
+    let mut drop: Vec<HeaderName> = Vec::new();
+    let mut cookie = false;
+    for name in headers.keys() {
+        if name == header::COOKIE {
+            cookie = true;
+        } else if is_client_supplied(name) {
+            drop.push(name.clone());
         }
     }
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept)
-    {
-        headers.insert(header::COOKIE, v);
+    for n in drop {
+        headers.remove(n);
+    }
+    if cookie {
+        crate::cookies::strip_gateway(headers);
     }
 }
 
 /// What the origin is told about the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarded<'a> {
-    /// The client's address.
-    pub client_ip: IpAddr,
+    /// The client's address, formatted for `Cf-Connecting-Ip` and `X-Forwarded-For`.
+    pub client_ip: &'a HeaderValue,
     /// The scheme the client used.
     pub proto: &'static str,
     /// The `Host` the client sent.
-    pub host: &'a str,
+    pub host: &'a HeaderValue,
 }
 
-/// Prepares a client request for the origin: absolute URI, filtered headers, `X-Forwarded-*`.
+/// Prepares a client request for the origin: origin-form target, filtered headers,
+/// `X-Forwarded-*`. [`Origins::send`] gives it the origin's address.
 pub fn upstream_request(
     mut req: Request<Body>,
     origin: &Origin,
     fwd: Forwarded<'_>,
     upgrade: bool,
 ) -> Result<Request<Body>, http::Error> {
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = Uri::builder()
-        .scheme(if origin.https { "https" } else { "http" })
-        .authority(origin.authority.clone())
-        .path_and_query(pq)
-        .build()?;
-    *req.uri_mut() = uri;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        // An absolute-form target (`GET http://host/path`): the origin gets the path only.
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = Uri::builder().path_and_query(pq).build()?;
+    }
     *req.version_mut() = http::Version::HTTP_11;
     let h = req.headers_mut();
     strip_hop_by_hop(h, upgrade);
     strip_gateway_headers(h);
-    for name in CLIENT_ADDRESS_HEADERS {
-        h.remove(name);
-    }
-    if let Ok(ip) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
-        h.insert(CF_CONNECTING_IP, ip.clone());
-        h.insert(X_FORWARDED_FOR, ip);
-    }
+    h.insert(CF_CONNECTING_IP, fwd.client_ip.clone());
+    h.insert(X_FORWARDED_FOR, fwd.client_ip.clone());
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
-    if let Ok(host) = HeaderValue::from_str(fwd.host) {
-        h.insert(X_FORWARDED_HOST, host);
+    if !fwd.host.is_empty() {
+        h.insert(X_FORWARDED_HOST, fwd.host.clone());
     }
-    if let Some(host) = &origin.host_header {
-        h.insert(header::HOST, host.clone());
+    match &origin.host_header {
+        Some(host) => {
+            h.insert(header::HOST, host.clone());
+        }
+        None if !h.contains_key(header::HOST) => {
+            if let Ok(host) = HeaderValue::from_str(origin.authority.as_str()) {
+                h.insert(header::HOST, host);
+            }
+        }
+        None => {}
     }
     Ok(req)
 }

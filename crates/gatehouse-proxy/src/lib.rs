@@ -6,6 +6,7 @@
 //! tokens are in-memory snapshots; decisions are logged through [`accesslog`].
 
 pub mod accesslog;
+pub mod cookies;
 pub mod dataplane;
 pub mod forward;
 pub mod identity;

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::dataplane::DataPlane;
+use crate::dataplane::{DataPlane, Peer};
 
 use crate::signin::{self, SignInState};
 
@@ -34,8 +34,10 @@ pub fn router(state: PublicState) -> Router {
 /// Sends every request no other route takes through the data plane. Serve the result with
 /// connect info (`SocketAddr`).
 pub fn with_data_plane(router: Router, data_plane: DataPlane) -> Router {
-    router
-        .fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| data_plane.clone().handle(peer, req))
+    router.fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
+        let data_plane = data_plane.clone();
+        async move { data_plane.handle(&Peer::new(peer), req).await }
+    })
 }
 
 async fn certs(State(state): State<PublicState>) -> impl IntoResponse {
@@ -61,17 +63,13 @@ impl PublicService {
     }
 
     /// Answers one request from `peer`.
-    pub async fn call(
-        &self,
-        peer: SocketAddr,
-        req: axum::http::Request<hyper::body::Incoming>,
-    ) -> axum::response::Response {
+    pub async fn call(&self, peer: &Peer, req: axum::http::Request<hyper::body::Incoming>) -> axum::response::Response {
         let mut req = req.map(axum::body::Body::new);
         let path = req.uri().path();
         if !(path.starts_with("/cdn-cgi/") || path.starts_with("/populations/")) {
-            return self.data_plane.clone().handle(peer, req).await;
+            return self.data_plane.handle(peer, req).await;
         }
-        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(ConnectInfo(peer.addr()));
         let control = self.control.clone();
         let run = async move {
             use tower::ServiceExt as _;
@@ -124,10 +122,12 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        // What every request on this connection needs, in one allocation of its own: cloning
+        // it per request touches no reference count another connection or thread shares.
+        let conn = std::sync::Arc::new((service.clone(), Peer::new(peer)));
         let handler = hyper::service::service_fn(move |req| {
-            let service = service.clone();
-            async move { Ok::<_, std::convert::Infallible>(service.call(peer, req).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, std::convert::Infallible>(conn.0.call(&conn.1, req).await) }
         });
         let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), handler).with_upgrades();
         let (held, mut stopping) = (drain.clone(), stop.clone());

@@ -211,16 +211,7 @@ pub fn confine_redirect(raw: Option<&str>) -> String {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+use crate::cookies::get as cookie;
 
 fn set_cookie(resp: &mut Response, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
