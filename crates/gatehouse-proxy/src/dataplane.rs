@@ -77,8 +77,8 @@ pub struct DataPlaneParts {
 
 #[derive(Debug, Default)]
 struct Revoked {
-    nonces: HashSet<String>,
-    apps: HashMap<AppId, UnixMillis>,
+    nonces: HashSet<String, FastHash>,
+    apps: HashMap<AppId, UnixMillis, FastHash>,
 }
 
 #[derive(Debug)]

@@ -275,22 +275,29 @@ async fn main() {
     let _ = wrk(nginx_port, 2, connections, &ng_headers);
     let _ = wrk(gw_port, 2, connections, &gh_headers);
     let (mut ng, mut gh) = (Vec::new(), Vec::new());
+    let run = |port: u16, headers: Vec<String>| {
+        tokio::task::spawn_blocking(move || wrk(port, seconds, connections, &headers))
+    };
     for round in 1..=rounds {
-        let n = tokio::task::spawn_blocking({
-            let h = ng_headers.clone();
-            move || wrk(nginx_port, seconds, connections, &h)
-        })
-        .await
-        .unwrap();
-        let g = tokio::task::spawn_blocking({
-            let h = gh_headers.clone();
-            move || wrk(gw_port, seconds, connections, &h)
-        })
-        .await
-        .unwrap();
+        // Alternate which proxy goes first, so a slow spell on the machine falls on both.
+        let (n, g) = if round % 2 == 1 {
+            let n = run(nginx_port, ng_headers.clone()).await.unwrap();
+            (n, run(gw_port, gh_headers.clone()).await.unwrap())
+        } else {
+            let g = run(gw_port, gh_headers.clone()).await.unwrap();
+            (run(nginx_port, ng_headers.clone()).await.unwrap(), g)
+        };
         println!(
-            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms (errors {}/{})",
-            n.rps, n.p50_ms, n.p99_ms, g.rps, g.p50_ms, g.p99_ms, n.errors, g.errors
+            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} (errors {}/{})",
+            n.rps,
+            n.p50_ms,
+            n.p99_ms,
+            g.rps,
+            g.p50_ms,
+            g.p99_ms,
+            g.rps / n.rps,
+            n.errors,
+            g.errors
         );
         ng.push(n);
         gh.push(g);
@@ -305,6 +312,10 @@ async fn main() {
     println!("{:<28}{:>14.0}{:>12.3}{:>12.3}", "nginx (plain proxy)", n_rps, n_p50, n_p99);
     println!("{:<28}{:>14.0}{:>12.3}{:>12.3}", "gatehouse (session+policy)", g_rps, g_p50, g_p99);
     println!("{:<28}{:>14.2}{:>12.2}{:>12.2}", "ratio gatehouse/nginx", g_rps / n_rps, g_p50 / n_p50, g_p99 / n_p99);
+    // Rounds run back to back share the machine's conditions; their ratios vary less than
+    // the absolute figures when other work comes and goes.
+    let ratios: Vec<f64> = ng.iter().zip(&gh).map(|(n, g)| g.rps / n.rps).collect();
+    println!("{:<28}{:>14.2}", "median of per-round ratios", median(ratios));
     let errors: u64 = ng.iter().chain(&gh).map(|r| r.errors).sum();
     if errors > 0 {
         println!("warning: {errors} failed or non-2xx responses");
