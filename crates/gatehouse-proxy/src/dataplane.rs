@@ -354,7 +354,7 @@ impl DataPlane {
             return not_found();
         }
         let routes = self.0.routes.load();
-        let Some(route) = routes.resolve(&host, &path) else {
+        let Some(route) = routes.resolve(host, &path) else {
             self.0.metrics.not_found.increment(1);
             return not_found();
         };
