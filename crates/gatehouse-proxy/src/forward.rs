@@ -535,6 +535,53 @@ mod tests {
         assert!(only.get(header::COOKIE).is_none());
     }
 
+    fn origin(host_header: Option<&'static str>) -> Origin {
+        Origin {
+            https: false,
+            authority: "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!()),
+            connect_timeout: Duration::from_secs(1),
+            host_header: host_header.map(HeaderValue::from_static),
+            no_tls_verify: false,
+            server_name: None,
+        }
+    }
+
+    #[test]
+    fn the_origin_gets_an_origin_form_target_forwarding_headers_and_no_spoofed_ones() {
+        let ip = HeaderValue::from_static("192.0.2.7");
+        let host = HeaderValue::from_static("app.example.com");
+        let fwd = Forwarded { client_ip: &ip, proto: "https", host: &host };
+        let req = Request::builder()
+            .uri("http://app.example.com/a/b?c=1")
+            .header("x-forwarded-for", "10.6.6.6")
+            .header("x-real-ip", "10.6.6.6")
+            .header("cf-connecting-ip", "10.6.6.6")
+            .header("cf-access-authenticated-user-email", "ceo@example.com")
+            .header(header::CONNECTION, "close")
+            .body(Body::empty())
+            .unwrap_or_else(|_| unreachable!());
+        let up = upstream_request(req, &origin(None), fwd, false).unwrap_or_else(|_| unreachable!());
+        assert_eq!(up.uri().to_string(), "/a/b?c=1");
+        let h = up.headers();
+        let get = |n: &str| h.get_all(n).iter().map(|v| v.to_str().unwrap_or_default()).collect::<Vec<_>>();
+        assert_eq!(get("x-forwarded-for"), ["192.0.2.7"]);
+        assert_eq!(get("cf-connecting-ip"), ["192.0.2.7"]);
+        assert_eq!(get("x-forwarded-proto"), ["https"]);
+        assert_eq!(get("x-forwarded-host"), ["app.example.com"]);
+        assert_eq!(get("host"), ["127.0.0.1:9"], "a request without Host gets the origin's");
+        assert!(get("x-real-ip").is_empty() && get("connection").is_empty());
+        assert!(h.keys().all(|k| !k.as_str().starts_with("cf-access-")), "{h:?}");
+
+        let req = Request::builder()
+            .uri("/")
+            .header(header::HOST, "app.example.com")
+            .body(Body::empty())
+            .unwrap_or_else(|_| unreachable!());
+        let up =
+            upstream_request(req, &origin(Some("internal.example")), fwd, false).unwrap_or_else(|_| unreachable!());
+        assert_eq!(up.headers().get(header::HOST), Some(&HeaderValue::from_static("internal.example")));
+    }
+
     #[test]
     fn hop_by_hop_headers_go_but_upgrades_survive_when_asked() {
         let mut h = HeaderMap::new();

@@ -1,6 +1,7 @@
 //! Self-hosted applications. Each destination (`host[/path]`) is a primary key of its own
 //! table, so the database itself refuses two applications on the same address.
 
+use crate::BeginWrite as _;
 use std::future::Future;
 
 use gatehouse_core::AppId;
@@ -93,7 +94,7 @@ impl AppStore for Store {
     async fn insert_app(&self, app: &Application) -> Result<(), StoreError> {
         let settings = encode(app)?;
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "INSERT INTO apps (id, name, domain, aud, settings, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -153,7 +154,7 @@ impl AppStore for Store {
     async fn replace_app(&self, app: &Application) -> Result<bool, StoreError> {
         let settings = encode(app)?;
         let done = on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE apps SET name = $2, domain = $3, settings = $4, updated_at = $5 WHERE id = $1",
             )
@@ -183,7 +184,7 @@ impl AppStore for Store {
 
     async fn delete_app(&self, id: AppId) -> Result<bool, StoreError> {
         let done = on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // Policies the application owned go with it; reusable ones stay.
             sqlx::query(
                 "DELETE FROM policies WHERE NOT reusable AND id IN (SELECT policy_id FROM app_policies WHERE app_id = $1)",

@@ -2,6 +2,7 @@
 //! batches by a background task, never on the request path), the ingress configuration set
 //! through the API, and per-application token revocations.
 
+use crate::BeginWrite as _;
 use std::future::Future;
 
 use gatehouse_core::{AppId, UnixMillis};
@@ -223,7 +224,7 @@ impl DataPlaneStore for Store {
              $14, $15, $16) ON CONFLICT (ray_id) DO NOTHING"
         );
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for l in logs {
                 sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(&l.ray_id)

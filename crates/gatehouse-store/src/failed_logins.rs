@@ -7,6 +7,7 @@
 //! by (IdP, subject), like the user registry, so failures from before a user's first
 //! successful sign-in are theirs too. Nothing secret is stored: reasons are plain words.
 
+use crate::BeginWrite as _;
 use std::future::Future;
 
 use gatehouse_core::{AppId, IdpId, UnixMillis};
@@ -134,7 +135,7 @@ impl FailedLoginStore for Store {
     async fn record_failed_login(&self, r: &FailedLoginRecord, keep: u32) -> Result<(), StoreError> {
         let subject_key = r.subject_key();
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO failed_logins ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"

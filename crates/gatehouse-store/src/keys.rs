@@ -1,6 +1,7 @@
 //! Application-token signing keys. Private keys are sealed with the installation key, bound
 //! to their `kid`; the public half (JWK and certificate) is stored in the clear.
 
+use crate::BeginWrite as _;
 use std::future::Future;
 
 use gatehouse_core::UnixMillis;
@@ -95,7 +96,7 @@ impl KeyStore for Store {
     async fn rotate_signing_key(&self, key: &StoredKey, forget_before: UnixMillis) -> Result<(), StoreError> {
         let sealed = self.key().seal(&key.private_pkcs8, key.kid.as_bytes())?;
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
                 .bind(forget_before)
                 .execute(&mut *tx)

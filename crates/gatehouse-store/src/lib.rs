@@ -80,6 +80,35 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Beginning a transaction that writes. SQLite takes the write lock at the start
+/// (`BEGIN IMMEDIATE`): a transaction that reads before it writes then waits for another
+/// writer, within the busy timeout, instead of failing with "database is locked" when its
+/// read snapshot is already stale at its first write. PostgreSQL begins as usual.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
 /// The gateway's store: a connection pool plus the key that seals secrets at rest.
 /// Cloning is cheap and shares the pool.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Access groups and policies. A policy is either reusable (account-level, attachable to many
 //! applications) or owned by one application; attachments carry the precedence.
 
+use crate::BeginWrite as _;
 use std::future::Future;
 
 use gatehouse_core::AppId;
@@ -249,7 +250,7 @@ impl PolicyStore for Store {
 
     async fn insert_policy(&self, pol: &StoredPolicy) -> Result<(), StoreError> {
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             upsert_policy!(tx, pol)?;
             tx.commit().await?;
         });
@@ -337,7 +338,7 @@ impl PolicyStore for Store {
     async fn set_app_policies(&self, app: AppId, policies: &AppPolicies) -> Result<(), StoreError> {
         let app_id = app.to_string();
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for pol in &policies.owned {
                 upsert_policy!(tx, pol)?;
             }

@@ -12,6 +12,7 @@
 //! This module stores and loads; what a deactivation or a membership change does to sessions
 //! and identities is decided by the SCIM service, which calls the registry methods here.
 
+use crate::BeginWrite as _;
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -783,7 +784,7 @@ impl ScimStore for Store {
     async fn scim_insert_group(&self, g: &ScimGroupRecord, members: &[String]) -> Result<(), StoreError> {
         let idp = g.idp_id.to_string();
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "INSERT INTO scim_groups (id, idp_id, display_name, display_lower, external_id, resource, version, \
                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -862,7 +863,7 @@ impl ScimStore for Store {
     async fn scim_update_group(&self, g: &ScimGroupRecord, members: &MemberChange) -> Result<bool, StoreError> {
         let idp = g.idp_id.to_string();
         let done = on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE scim_groups SET display_name = $3, display_lower = $4, external_id = $5, resource = $6, \
                  version = $7, updated_at = $8 WHERE id = $1 AND idp_id = $2",
@@ -921,7 +922,7 @@ impl ScimStore for Store {
     async fn scim_delete_group(&self, idp: IdpId, id: &str) -> Result<Option<Vec<String>>, StoreError> {
         let idp = idp.to_string();
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // Write first, so SQLite takes the write lock before reading (a read-then-write
             // transaction can fail with SQLITE_BUSY when another writer commits in between).
             sqlx::query("UPDATE scim_groups SET version = version WHERE id = $1 AND idp_id = $2")
@@ -1080,7 +1081,7 @@ impl ScimStore for Store {
             let drift: Vec<String> =
                 in_token.iter().filter(|(id, _, _)| !direct.contains(id)).map(|(id, _, _)| id.clone()).collect();
             on_pool!(self, p => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 sqlx::query("DELETE FROM scim_drift WHERE scim_user_id = $1").bind(user).execute(&mut *tx).await?;
                 for g in &drift {
                     sqlx::query(
@@ -1151,7 +1152,7 @@ impl ScimStore for Store {
             return Ok(());
         }
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for e in entries {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO scim_log ({LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

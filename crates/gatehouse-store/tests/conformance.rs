@@ -379,6 +379,41 @@ mod policy_cases {
         }
     }
 
+    /// Transactions that read before they write, from many tasks at once, all succeed: on
+    /// SQLite one waits for the other instead of failing with "database is locked".
+    pub async fn concurrent_writers_all_succeed(url: &str) {
+        let s = open(url).await;
+        let mut apps = Vec::new();
+        for i in 0..24 {
+            let mut app = super::app_cases::app_for_tests(&format!("w{i}.example.com"));
+            app.id = gatehouse_core::AppId::generate();
+            app.aud = gatehouse_core::app::generate_aud().unwrap_or_else(|e| panic!("{e}"));
+            s.insert_app(&app).await.unwrap_or_else(|e| panic!("{e}"));
+            apps.push(app);
+        }
+        let writers: Vec<_> = apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| {
+                let (s, app_id) = (s.clone(), app.id);
+                tokio::spawn(async move {
+                    let p = policy(
+                        &format!("p{i}"),
+                        false,
+                        RuleSet { include: vec![Rule::Everyone], ..RuleSet::default() },
+                    );
+                    s.set_app_policies(app_id, &AppPolicies { owned: vec![p.clone()], links: vec![(p.id, 1)] }).await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("a writer failed: {e}"));
+        }
+        for app in &apps {
+            assert_eq!(s.app_policies(app.id).await.map(|v| v.len()).ok(), Some(1));
+        }
+    }
+
     pub async fn policies_groups_and_attachments(url: &str) {
         let s = open(url).await;
         let group = StoredGroup {
@@ -815,6 +850,7 @@ conformance!(
     sessions_revoke,
     pending_sign_ins_are_single_use,
     policies_groups_and_attachments,
+    concurrent_writers_all_succeed,
     service_tokens_crud,
     scim_users_groups_filters_and_sign_in,
     failed_logins_are_kept_per_user_and_bounded,
