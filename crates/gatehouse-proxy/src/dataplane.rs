@@ -385,7 +385,7 @@ impl DataPlane {
                 };
                 m.increment(1);
                 let req = Request::from_parts(parts, body);
-                let resp = self.forward(req, peer, &host_header, route, &caller, outcome.decision, now).await;
+                let resp = self.forward(req, peer, (host, &host_header), route, &caller, outcome.decision, now).await;
                 (resp, reason)
             }
             Decision::Deny => {
@@ -565,7 +565,7 @@ impl DataPlane {
         &self,
         mut req: Request<Body>,
         peer: &Peer,
-        host: &HeaderValue,
+        (host, host_header): (&str, &HeaderValue),
         route: &AppRoute,
         caller: &Caller,
         decision: Decision,
@@ -573,7 +573,7 @@ impl DataPlane {
     ) -> Response {
         let service = {
             let ingress = self.0.ingress.load();
-            ingress.resolve(host.to_str().unwrap_or_default(), req.uri().path()).cloned()
+            ingress.resolve(host, req.uri().path()).cloned()
         };
         let origin = match service.as_deref() {
             Some(Service::Origin(o)) => o.clone(),
@@ -584,8 +584,11 @@ impl DataPlane {
         };
         let upgrade = forward::is_upgrade(req.headers());
         let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let fwd =
-            Forwarded { client_ip: &peer.ip_header, proto: if self.0.team.https { "https" } else { "http" }, host };
+        let fwd = Forwarded {
+            client_ip: &peer.ip_header,
+            proto: if self.0.team.https { "https" } else { "http" },
+            host: host_header,
+        };
         let mut up = match forward::upstream_request(req, &origin, fwd, upgrade) {
             Ok(r) => r,
             Err(_) => return crate::pages::page(StatusCode::BAD_REQUEST, "Bad request", "The request is not valid."),

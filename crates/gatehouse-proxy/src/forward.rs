@@ -19,8 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::ingress::Origin;
 
-pub use crate::cookies::GATEWAY_COOKIES;
-
 /// Identity headers an origin receives; any client-supplied `Cf-Access-*` header is removed.
 pub const JWT_ASSERTION: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
 /// The signed-in user's e-mail.
@@ -133,7 +131,7 @@ impl Origins {
         req: Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
         let idle = PLAIN.with_borrow_mut(|pools| {
-            let pool = &mut pools.iter_mut().find(|p| p.owner == self.id && p.authority == origin.authority)?.idle;
+            let pool = self.pool(pools, &origin.authority);
             pool.retain(|s| !s.is_closed());
             // Connections still streaming an earlier response body stay for later.
             let ready = pool.iter().rposition(hyper::client::conn::http1::SendRequest::is_ready)?;
@@ -185,16 +183,21 @@ impl Origins {
         }
     }
 
+    /// This thread's idle connections to `authority`, from this [`Origins`].
+    fn pool<'a>(&self, pools: &'a mut Vec<PlainPool>, authority: &http::uri::Authority) -> &'a mut Vec<PlainSender> {
+        let i = match pools.iter().position(|p| p.owner == self.id && p.authority == *authority) {
+            Some(i) => i,
+            None => {
+                pools.push(PlainPool { owner: self.id, authority: authority.clone(), idle: Vec::new() });
+                pools.len() - 1
+            }
+        };
+        &mut pools[i].idle
+    }
+
     fn put_back(&self, authority: &http::uri::Authority, sender: PlainSender) {
         PLAIN.with_borrow_mut(|pools| {
-            let i = match pools.iter().position(|p| p.owner == self.id && p.authority == *authority) {
-                Some(i) => i,
-                None => {
-                    pools.push(PlainPool { owner: self.id, authority: authority.clone(), idle: Vec::new() });
-                    pools.len() - 1
-                }
-            };
-            let pool = &mut pools[i].idle;
+            let pool = self.pool(pools, authority);
             if pool.len() < self.max_idle {
                 pool.push(sender);
             }

@@ -31,6 +31,7 @@ use gatehouse_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cookies::get as cookie;
 use crate::keys::KeyRingHandle;
 use crate::routes::RoutesHandle;
 use crate::token::{self, AccessClaims};
@@ -210,8 +211,6 @@ pub fn confine_redirect(raw: Option<&str>) -> String {
         _ => "/".to_owned(),
     }
 }
-
-use crate::cookies::get as cookie;
 
 fn set_cookie(resp: &mut Response, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
