@@ -132,10 +132,20 @@ impl Origins {
     ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
         let idle = PLAIN.with_borrow_mut(|pools| {
             let pool = self.pool(pools, &origin.authority);
-            pool.retain(|s| !s.is_closed());
-            // Connections still streaming an earlier response body stay for later.
-            let ready = pool.iter().rposition(hyper::client::conn::http1::SendRequest::is_ready)?;
-            Some(pool.swap_remove(ready))
+            // Newest first, usually the first one looked at. Closed connections go;
+            // connections still streaming an earlier response body stay for later.
+            let mut i = pool.len();
+            while i > 0 {
+                i -= 1;
+                if pool[i].is_ready() {
+                    return Some(pool.swap_remove(i));
+                }
+                if pool[i].is_closed() {
+                    // What takes its place was looked at already.
+                    pool.swap_remove(i);
+                }
+            }
+            None
         });
         let req = match idle {
             Some(mut sender) => match sender.try_send_request(req).await {
@@ -185,7 +195,7 @@ impl Origins {
 
     /// This thread's idle connections to `authority`, from this [`Origins`].
     fn pool<'a>(&self, pools: &'a mut Vec<PlainPool>, authority: &http::uri::Authority) -> &'a mut Vec<PlainSender> {
-        let i = match pools.iter().position(|p| p.owner == self.id && p.authority == *authority) {
+        let i = match pools.iter().position(|p| p.owner == self.id && p.authority.as_str() == authority.as_str()) {
             Some(i) => i,
             None => {
                 pools.push(PlainPool { owner: self.id, authority: authority.clone(), idle: Vec::new() });

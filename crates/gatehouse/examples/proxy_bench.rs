@@ -3,10 +3,13 @@
 //! Starts an origin (nginx answering a small static body), nginx as a plain reverse proxy to
 //! it (keep-alive upstream, access log off), and a gateway in front of the same origin with an
 //! application whose policy admits the benchmark user, who holds a valid session. Then drives
-//! both proxies with `wrk` in alternating rounds and prints requests/s and p50/p99 latency side
+//! both proxies with `wrk` in alternating rounds, with byte-identical requests (the session
+//! cookie included), and prints requests/s and p50/p99 latency side
 //! by side with the ratios. Run through `scripts/bench-proxy` (which installs nginx and wrk if
 //! missing), or directly:
 //! `cargo run --release -p gatehouse --example proxy_bench -- [seconds] [connections] [rounds]`.
+//! With `BENCH_HOLD=1` it sets everything up, prints the addresses and headers, and waits
+//! for Ctrl-C instead of running rounds (for profiling with other tools).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -253,7 +256,9 @@ async fn main() {
 
     let gw_port = gw.public_addr.port();
     let gh_headers = vec![format!("Host: {HOST}"), format!("Cookie: CF_Authorization={jwt}")];
-    let ng_headers = vec![format!("Host: {HOST}")];
+    // Both proxies get the same request, session cookie included: nginx passes the cookie
+    // on to the origin, the gateway checks it, strips it and sends the signed assertion.
+    let ng_headers = gh_headers.clone();
     // Wait until the data plane serves the application, and check it really proxies.
     let client = reqwest::Client::new();
     for _ in 0..500 {
@@ -271,6 +276,17 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // For profiling: leave everything running and print what a load generator needs.
+        println!("nginx proxy: 127.0.0.1:{nginx_port}  gateway: 127.0.0.1:{gw_port}  origin: 127.0.0.1:{origin_port}");
+        for h in &gh_headers {
+            println!("header: {h}");
+        }
+        println!("holding until interrupted (Ctrl-C)");
+        let _ = tokio::signal::ctrl_c().await;
+        rounds_done(gw, [&mut proxy, &mut origin]).await;
+        return;
+    }
     println!("warming up...");
     let _ = wrk(nginx_port, 2, connections, &ng_headers);
     let _ = wrk(gw_port, 2, connections, &gh_headers);
@@ -320,8 +336,13 @@ async fn main() {
     if errors > 0 {
         println!("warning: {errors} failed or non-2xx responses");
     }
+    rounds_done(gw, [&mut proxy, &mut origin]).await;
+}
+
+/// Stops the gateway and the nginx instances.
+async fn rounds_done(gw: Gateway, nginx: [&mut Child; 2]) {
     gw.shutdown().await;
-    for child in [&mut proxy, &mut origin] {
+    for child in nginx {
         // TERM to the master stops its workers too (a KILL would orphan them).
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
