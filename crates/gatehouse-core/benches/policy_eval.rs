@@ -6,7 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -70,7 +70,7 @@ fn main() {
     let identity = Identity {
         email: "dave@example.com".into(),
         idp: None,
-        groups: (0..500).map(|i| format!("group-{i}")).collect::<HashSet<_>>(),
+        groups: (0..500).map(|i| format!("group-{i}")).collect(),
         amr: vec!["pwd".into(), "mfa".into()],
         claims: Default::default(),
     };

@@ -2,7 +2,7 @@
 //! groups (nested, cyclic, missing), nested Entra groups through the identity, service tokens
 //! and bypass. Each row: policies, the request, the expected decision and deciding policy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use gatehouse_core::IdpId;
@@ -89,7 +89,7 @@ fn ada() -> Identity {
         email: "ada@example.com".into(),
         idp: Some(idp(IDP_A)),
         // Ada is directly in Platform; Platform is nested in Engineering.
-        groups: HashSet::from([PLATFORM.to_owned(), ENG.to_owned()]),
+        groups: [PLATFORM.to_owned(), ENG.to_owned()].into_iter().collect(),
         amr: vec!["pwd".into(), "mfa".into()],
         claims: json!({"department": "R&D", "roles": ["admin", "dev"], "level": 3, "contractor": false})
             .as_object()
@@ -102,7 +102,7 @@ fn bob() -> Identity {
     Identity {
         email: "bob@contoso.com".into(),
         idp: Some(idp(IDP_B)),
-        groups: HashSet::from([SALES.to_owned()]),
+        groups: [SALES.to_owned()].into_iter().collect(),
         amr: vec!["pwd".into()],
         claims: Default::default(),
     }

@@ -37,12 +37,18 @@ fn pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// The value of cookie `name` (compared exactly) among the request's cookies; empty values
 /// count as absent.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    get_bytes(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// [`get`] without the UTF-8 check, for a caller that compares the value as bytes first
+/// (the session token, looked up in the verified-token cache on every request).
+pub fn get_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|v| pairs(v.as_bytes()))
         .find(|(n, _)| *n == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
 }
 
@@ -115,6 +121,12 @@ mod tests {
         assert_eq!(get(&h, "cf_authorization"), None, "names are compared exactly");
         assert_eq!(get(&headers(&["CF_Authorization="]), "CF_Authorization"), None);
         assert_eq!(get(&headers(&["CF_Authorization"]), "CF_Authorization"), None);
+        assert_eq!(get_bytes(&h, "CF_Authorization"), Some(&b"tok"[..]));
+        let latin1 = HeaderValue::from_bytes(b"CF_Authorization=t\xe9").unwrap_or_else(|_| unreachable!());
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, latin1);
+        assert_eq!(get_bytes(&h, "CF_Authorization"), Some(&b"t\xe9"[..]));
+        assert_eq!(get(&h, "CF_Authorization"), None, "not UTF-8");
     }
 
     #[test]

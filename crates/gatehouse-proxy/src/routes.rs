@@ -34,7 +34,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Routes {
     apps: Vec<AppRoute>,
-    exact: HashMap<String, Vec<Entry>>,
+    /// Looked up on every request: foldhash (seeded per process), not SipHash.
+    exact: HashMap<String, Vec<Entry>, foldhash::fast::RandomState>,
     /// `(suffix including the leading dot, entries)`, longest suffix first.
     wildcard: Vec<(String, Vec<Entry>)>,
     by_aud: HashMap<String, usize>,
