@@ -173,7 +173,10 @@ impl Origins {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        // One buffer per write, as on the client side (see `public::serve`).
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| OriginFailure::Unreachable)?;
         tokio::spawn(async move {

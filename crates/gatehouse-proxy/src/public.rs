@@ -107,7 +107,9 @@ pub async fn serve(
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (drain, mut drained) = tokio::sync::mpsc::channel::<()>(1);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Responses are written from one buffer (head and body copied together) rather than
+    // gathered with writev: for the small responses most requests get, measurably cheaper.
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).writev(false);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
