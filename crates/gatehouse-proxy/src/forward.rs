@@ -163,27 +163,9 @@ impl Origins {
             },
             None => req,
         };
-        let connect = tokio::net::TcpStream::connect(origin.authority.as_str());
-        let stream = match tokio::time::timeout(origin.connect_timeout, connect).await {
-            Err(_) => return Err(OriginFailure::Timeout),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, origin = %origin, "cannot connect to the origin");
-                return Err(OriginFailure::Unreachable);
-            }
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
-        // One buffer per write, as on the client side (see `public::serve`).
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| OriginFailure::Unreachable)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "origin connection ended with an error");
-            }
-        });
+        // A new connection is the rare case: its (large) future lives on the heap, so the
+        // common path's future stays small and cheap to move.
+        let mut sender = Box::pin(connect_plain(origin)).await?;
         match sender.send_request(req).await {
             Ok(resp) => {
                 self.put_back(&origin.authority, sender);
@@ -257,7 +239,7 @@ impl Origins {
     pub async fn send(
         &self,
         origin: &Origin,
-        mut req: Request<Body>,
+        req: Request<Body>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response, OriginFailure> {
         if client_upgrade.is_none() && !origin.https {
@@ -266,6 +248,17 @@ impl Origins {
                 Ok(result) => result.map(to_client),
             };
         }
+        // TLS and upgrades: rarer, with a much larger future, kept on the heap.
+        Box::pin(self.send_pooled(origin, req, client_upgrade)).await
+    }
+
+    /// [`Self::send`] through hyper-util's pooled client.
+    async fn send_pooled(
+        &self,
+        origin: &Origin,
+        mut req: Request<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response, OriginFailure> {
         // hyper-util's client takes the origin from an absolute URI.
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let absolute = Uri::builder()
@@ -310,6 +303,32 @@ impl Origins {
         }
         Ok(to_client(resp))
     }
+}
+
+/// Opens a plain-HTTP/1.1 connection to `origin`, its I/O side running as a task of its own.
+async fn connect_plain(origin: &Origin) -> Result<PlainSender, OriginFailure> {
+    let connect = tokio::net::TcpStream::connect(origin.authority.as_str());
+    let stream = match tokio::time::timeout(origin.connect_timeout, connect).await {
+        Err(_) => return Err(OriginFailure::Timeout),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, origin = %origin, "cannot connect to the origin");
+            return Err(OriginFailure::Unreachable);
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    // One buffer per write, as for responses to clients (see `public::serve`).
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| OriginFailure::Unreachable)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "origin connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// The origin's response as the client gets it: streamed body, hop-by-hop headers removed.
