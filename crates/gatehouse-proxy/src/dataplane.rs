@@ -140,6 +140,41 @@ struct CachedToken {
     ring: usize,
 }
 
+impl CachedToken {
+    /// A copy that shares no allocation (and so no reference count) with this one.
+    fn private_copy(&self) -> Self {
+        let fresh = |v: &HeaderValue| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+        Self {
+            aud: self.aud.clone(),
+            user: self.user,
+            nonce: self.nonce.clone(),
+            assertion: fresh(&self.assertion),
+            email_header: self.email_header.as_ref().map(fresh),
+            exp_s: self.exp_s,
+            iat_s: self.iat_s,
+            ring: self.ring,
+        }
+    }
+}
+
+/// One thread's copies of a data plane's verified tokens and identities. Every request reads
+/// them; kept per thread, they cost no lock and no reference count another thread also
+/// touches (with one shared cache, each request moved those cache lines between cores).
+struct LocalCaches {
+    owner: u64,
+    /// [`Inner::identity_generation`] when `identities` was last emptied.
+    generation: u64,
+    tokens: HashMap<Box<[u8]>, Arc<CachedToken>, TokenTailHash>,
+    identities: HashMap<Uuid, Arc<Identity>, FastHash>,
+}
+
+thread_local! {
+    /// Per data plane (usually one), searched without hashing.
+    static LOCAL: std::cell::RefCell<Vec<LocalCaches>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_DATA_PLANE: AtomicU64 = AtomicU64::new(1);
+
 /// A signed service-token JWT (as a header value) and its expiry (Unix seconds).
 type SignedServiceJwt = (HeaderValue, i64);
 
@@ -209,9 +244,14 @@ struct Inner {
     logger: AccessLogger,
     revoked: ArcSwap<Revoked>,
     service_tokens: ArcSwap<HashMap<String, ServiceTokenEntry>>,
-    /// Keyed by the whole token, hashed by its end (see [`TokenTailHash`]).
+    /// Keyed by the whole token, hashed by its end (see [`TokenTailHash`]). Behind each
+    /// thread's own copy ([`LOCAL`]); this one decides when a token is new.
     tokens: RwLock<HashMap<Box<[u8]>, Arc<CachedToken>, TokenTailHash>>,
     identities: RwLock<HashMap<Uuid, Arc<Identity>, FastHash>>,
+    /// Moves on whenever the identities change: the threads' copies are then dropped.
+    identity_generation: AtomicU64,
+    /// Tells this data plane's per-thread caches from another's.
+    id: u64,
     service_jwts: RwLock<HashMap<(Uuid, AppId), SignedServiceJwt>>,
     metrics: Metrics,
     ray_prefix: u32,
@@ -274,6 +314,8 @@ impl DataPlane {
             service_tokens: ArcSwap::default(),
             tokens: RwLock::default(),
             identities: RwLock::default(),
+            identity_generation: AtomicU64::new(0),
+            id: NEXT_DATA_PLANE.fetch_add(1, Ordering::Relaxed),
             service_jwts: RwLock::default(),
             metrics: Metrics::new(),
             ray_prefix: u32::from_be_bytes(prefix),
@@ -318,6 +360,7 @@ impl DataPlane {
                 let d = d.clone();
                 async move {
                     d.0.identities.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+                    d.0.identity_generation.fetch_add(1, Ordering::AcqRel);
                 }
             },
         ));
@@ -525,7 +568,18 @@ impl DataPlane {
         let ring = self.0.keys.load();
         let ring_id = Arc::as_ptr(&ring) as usize;
         let leeway_ms = i64::try_from(LEEWAY_SECS).unwrap_or(0) * 1000;
-        let cached = self.0.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(raw).cloned();
+        let cached = self.with_local(|l| l.tokens.get(raw).cloned()).or_else(|| {
+            let shared = self.0.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(raw).cloned()?;
+            // This thread's own copy from now on: nothing in it is shared with another thread.
+            let own = Arc::new(shared.private_copy());
+            self.with_local(|l| {
+                if l.tokens.len() >= TOKEN_CACHE_MAX {
+                    l.tokens.clear();
+                }
+                l.tokens.insert(raw.into(), own.clone());
+            });
+            Some(own)
+        });
         let (entry, first) = match cached {
             Some(e) if *e.aud == *app.aud && e.ring == ring_id => (e, false),
             _ => {
@@ -552,7 +606,15 @@ impl DataPlane {
                     cache.clear();
                 }
                 cache.insert(raw.into(), e.clone());
-                (e, true)
+                drop(cache);
+                let own = Arc::new(e.private_copy());
+                self.with_local(|l| {
+                    if l.tokens.len() >= TOKEN_CACHE_MAX {
+                        l.tokens.clear();
+                    }
+                    l.tokens.insert(raw.into(), own.clone());
+                });
+                (own, true)
             }
         };
         if entry.exp_s.saturating_mul(1000).saturating_add(leeway_ms) <= now {
@@ -571,10 +633,17 @@ impl DataPlane {
     /// The user's policy identity, from the cache unless `fresh` (a new session: read the
     /// registry again, it was just updated by the sign-in).
     async fn identity(&self, user: Uuid, fresh: bool) -> Option<Arc<Identity>> {
-        if !fresh
-            && let Some(i) = self.0.identities.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&user)
-        {
-            return Some(i.clone());
+        if !fresh {
+            if let Some(i) = self.with_local(|l| l.identities.get(&user).cloned()) {
+                return Some(i);
+            }
+            let shared =
+                self.0.identities.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&user).cloned();
+            if let Some(i) = shared {
+                let own = Arc::new(Identity::clone(&i));
+                self.remember_identity(user, &own);
+                return Some(own);
+            }
         }
         let store = self.0.store.clone();
         let record = match self.0.control.spawn(async move { store.get_user(user).await }).await {
@@ -594,7 +663,45 @@ impl DataPlane {
             cache.clear();
         }
         cache.insert(user, identity.clone());
-        Some(identity)
+        drop(cache);
+        let own = Arc::new(Identity::clone(&identity));
+        self.remember_identity(user, &own);
+        Some(own)
+    }
+
+    fn remember_identity(&self, user: Uuid, identity: &Arc<Identity>) {
+        self.with_local(|l| {
+            if l.identities.len() >= IDENTITY_CACHE_MAX {
+                l.identities.clear();
+            }
+            l.identities.insert(user, identity.clone());
+        });
+    }
+
+    /// Runs `f` on this thread's caches for this data plane, dropping its identities first if
+    /// they have changed since they were copied.
+    fn with_local<R>(&self, f: impl FnOnce(&mut LocalCaches) -> R) -> R {
+        let generation = self.0.identity_generation.load(Ordering::Acquire);
+        LOCAL.with_borrow_mut(|all| {
+            let i = match all.iter().position(|l| l.owner == self.0.id) {
+                Some(i) => i,
+                None => {
+                    all.push(LocalCaches {
+                        owner: self.0.id,
+                        generation,
+                        tokens: HashMap::default(),
+                        identities: HashMap::default(),
+                    });
+                    all.len() - 1
+                }
+            };
+            let local = &mut all[i];
+            if local.generation != generation {
+                local.identities.clear();
+                local.generation = generation;
+            }
+            f(local)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

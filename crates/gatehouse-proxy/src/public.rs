@@ -92,6 +92,42 @@ impl PublicService {
     }
 }
 
+/// Tells one connection's task that the listener is stopping. Its own, not shared: checking
+/// it on each poll of the connection touches nothing another connection or thread uses (a
+/// shared `watch` would lock its waiter list on every poll).
+#[derive(Debug, Default)]
+struct ConnStop {
+    stopping: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl ConnStop {
+    fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the connection should stop; otherwise `cx` is woken when it should.
+    fn poll_stopping(&self, cx: &std::task::Context<'_>) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.stopping.load(Ordering::Acquire) {
+            return true;
+        }
+        {
+            let mut w = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*w {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
+        // A stop between the first look and the waker being stored.
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a stopping listener waits for requests in flight.
@@ -106,6 +142,8 @@ pub async fn serve(
 ) {
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (drain, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    // Each open connection's stop signal, to tell them all when the listener stops.
+    let mut open: Vec<std::sync::Weak<ConnStop>> = Vec::with_capacity(64);
     let mut http = hyper::server::conn::http1::Builder::new();
     // Responses are written from one buffer (head and body copied together) rather than
     // gathered with writev: for the small responses most requests get, measurably cheaper.
@@ -132,22 +170,34 @@ pub async fn serve(
             async move { Ok::<_, std::convert::Infallible>(conn.0.call(&conn.1, req).await) }
         });
         let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), handler).with_upgrades();
-        let (held, mut stopping) = (drain.clone(), stop.clone());
+        let signal = std::sync::Arc::new(ConnStop::default());
+        if open.len() == open.capacity() {
+            open.retain(|c| c.strong_count() > 0);
+        }
+        open.push(std::sync::Arc::downgrade(&signal));
+        let held = drain.clone();
         tokio::spawn(async move {
             let _held = held;
             let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+            let mut shutting_down = false;
+            let ended = std::future::poll_fn(|cx| {
+                if !shutting_down && signal.poll_stopping(cx) {
                     // Finish the request in flight, then close.
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    shutting_down = true;
                 }
-            };
+                conn.as_mut().poll(cx)
+            })
+            .await;
             if let Err(e) = ended {
                 tracing::debug!(error = %e, "client connection ended with an error");
             }
         });
+    }
+    for c in &open {
+        if let Some(c) = c.upgrade() {
+            c.stop();
+        }
     }
     drop(listener);
     drop(drain);

@@ -22,7 +22,8 @@ use gatehouse_core::secret::{SecretKey, hash_bearer_secret};
 use gatehouse_proxy::keys::KeyRing;
 use gatehouse_proxy::token::{self, AccessClaims};
 use gatehouse_store::{
-    ApiToken, KeyStore as _, SessionKind, SessionRecord, SessionStore as _, TokenStore as _, UserStore as _,
+    ApiToken, KeyStore as _, ScimStore as _, SessionKind, SessionRecord, SessionStore as _, TokenStore as _,
+    UserStore as _,
 };
 use gatehouse_testkit::TestDb;
 use http_body_util::BodyExt as _;
@@ -464,6 +465,34 @@ async fn a_user_outside_the_policy_is_denied_with_a_page_that_names_nothing_secr
     let body = resp.text().await.unwrap();
     assert!(body.contains("Access denied"), "{body}");
     assert!(!body.contains(ENGINEERING) && !body.contains("127.0.0.1"), "{body}");
+}
+
+#[tokio::test]
+async fn a_group_change_reaches_every_proxy_thread() {
+    let env = env().await;
+    let app = env.app(engineering_app("wiki.test")).await;
+    let alice = env.session("alice@example.com", &["Platform", ENGINEERING], app["aud"].as_str().unwrap()).await;
+    // Requests on several connections, so every proxy thread has seen (and cached) her.
+    let fresh_connection = || reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let statuses = || async {
+        let mut all = Vec::new();
+        for _ in 0..8 {
+            let url = format!("http://{}/", env.gw.public_addr);
+            let r = fresh_connection().get(url).header("host", "wiki.test").header("cookie", cookie(&alice.token));
+            all.push(r.send().await.unwrap().status().as_u16());
+        }
+        all
+    };
+    assert_eq!(statuses().await, [200; 8]);
+
+    // Her groups change (as provisioning does): no proxy thread keeps the old ones.
+    let now = gatehouse_core::now_millis();
+    let identity = json!({"email": "alice@example.com", "groups": [{"id": "Platform", "name": "Platform"}]});
+    assert!(env.gw.store.set_user_identity(alice.user, &identity, now).await.unwrap());
+    env.until(|| async { statuses().await == [403; 8] }).await;
+    for _ in 0..3 {
+        assert_eq!(statuses().await, [403; 8], "a thread went back to the old groups");
+    }
 }
 
 #[tokio::test]
