@@ -571,14 +571,7 @@ impl DataPlane {
         let cached = self.with_local(|l| l.tokens.get(raw).cloned()).or_else(|| {
             let shared = self.0.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(raw).cloned()?;
             // This thread's own copy from now on: nothing in it is shared with another thread.
-            let own = Arc::new(shared.private_copy());
-            self.with_local(|l| {
-                if l.tokens.len() >= TOKEN_CACHE_MAX {
-                    l.tokens.clear();
-                }
-                l.tokens.insert(raw.into(), own.clone());
-            });
-            Some(own)
+            Some(self.remember_token(raw, &shared))
         });
         let (entry, first) = match cached {
             Some(e) if *e.aud == *app.aud && e.ring == ring_id => (e, false),
@@ -607,14 +600,7 @@ impl DataPlane {
                 }
                 cache.insert(raw.into(), e.clone());
                 drop(cache);
-                let own = Arc::new(e.private_copy());
-                self.with_local(|l| {
-                    if l.tokens.len() >= TOKEN_CACHE_MAX {
-                        l.tokens.clear();
-                    }
-                    l.tokens.insert(raw.into(), own.clone());
-                });
-                (own, true)
+                (self.remember_token(raw, &e), true)
             }
         };
         if entry.exp_s.saturating_mul(1000).saturating_add(leeway_ms) <= now {
@@ -667,6 +653,18 @@ impl DataPlane {
         let own = Arc::new(Identity::clone(&identity));
         self.remember_identity(user, &own);
         Some(own)
+    }
+
+    /// This thread's own copy of `token`, kept for the next requests carrying `raw`.
+    fn remember_token(&self, raw: &[u8], token: &CachedToken) -> Arc<CachedToken> {
+        let own = Arc::new(token.private_copy());
+        self.with_local(|l| {
+            if l.tokens.len() >= TOKEN_CACHE_MAX {
+                l.tokens.clear();
+            }
+            l.tokens.insert(raw.into(), own.clone());
+        });
+        own
     }
 
     fn remember_identity(&self, user: Uuid, identity: &Arc<Identity>) {
