@@ -137,7 +137,8 @@ struct CachedToken {
     email_header: Option<HeaderValue>,
     exp_s: i64,
     iat_s: i64,
-    ring: usize,
+    /// [`crate::keys::KeyRing::id`] of the ring it was verified with.
+    ring: u64,
 }
 
 impl CachedToken {
@@ -565,8 +566,8 @@ impl DataPlane {
     /// Verifies an application token for `app`, from the cache when possible; `true` when the
     /// token was seen for the first time.
     fn verify(&self, raw: &[u8], app: &Application, now: UnixMillis) -> Result<(Arc<CachedToken>, bool), &'static str> {
-        let ring = self.0.keys.load();
-        let ring_id = Arc::as_ptr(&ring) as usize;
+        let ring = self.0.keys.peek();
+        let ring_id = ring.id();
         let leeway_ms = i64::try_from(LEEWAY_SECS).unwrap_or(0) * 1000;
         let cached = self.with_local(|l| l.tokens.get(raw).cloned()).or_else(|| {
             let shared = self.0.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(raw).cloned()?;

@@ -86,6 +86,8 @@ struct RingKey {
 /// The published keys: the current one (signs) and those retired within the grace period
 /// (still verify). Immutable; rebuilt on rotation.
 pub struct KeyRing {
+    /// Tells this ring from every other one built in this process (see [`KeyRing::id`]).
+    id: u64,
     keys: Vec<RingKey>,
     by_kid: HashMap<String, usize>,
     current_created_at: UnixMillis,
@@ -97,7 +99,15 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
+static NEXT_RING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl KeyRing {
+    /// This ring's identity: a token verified against it needs verifying again once the ring
+    /// is replaced. Never reused, unlike the ring's address.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Builds the ring from stored keys, dropping those whose grace period ended before `now`.
     pub fn from_stored(stored: &[StoredKey], now: UnixMillis) -> Result<Self, KeyError> {
         let grace = GRACE.as_millis() as i64;
@@ -121,7 +131,8 @@ impl KeyRing {
         // Current key first.
         keys.sort_by_key(|k| k.encoding.is_none());
         let by_kid = keys.iter().enumerate().map(|(i, k)| (k.kid.clone(), i)).collect();
-        Ok(Self { keys, by_kid, current_created_at })
+        let id = NEXT_RING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self { id, keys, by_kid, current_created_at })
     }
 
     /// The signing key's id and key, if the ring has a current key.
@@ -189,6 +200,12 @@ impl KeyRingHandle {
     /// The current ring.
     pub fn load(&self) -> std::sync::Arc<KeyRing> {
         self.0.load_full()
+    }
+
+    /// The current ring for a moment (not across an `.await`): no reference count is taken,
+    /// so the proxy threads checking tokens do not share a counter.
+    pub fn peek(&self) -> arc_swap::Guard<std::sync::Arc<KeyRing>> {
+        self.0.load()
     }
 
     fn store(&self, ring: KeyRing) {

@@ -167,6 +167,14 @@ async fn rotation_keeps_the_previous_key_for_the_grace_period() {
         KeyRing::from_stored(&store.signing_keys().await.unwrap_or_default(), later).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(token::verify(&pruned, &old_jwt, ISS, AUD), Err(TokenError::UnknownKey));
     assert_eq!(pruned.certs_document()["keys"].as_array().map(Vec::len), Some(1));
+    // Each ring is its own: a token cached as verified against one is checked again under
+    // the next, even one built from the same keys or at the same address.
+    let ids = [first.id(), again.id(), rotated.id(), pruned.id()];
+    assert!(ids.iter().enumerate().all(|(i, a)| ids[i + 1..].iter().all(|b| a != b)), "{ids:?}");
+    drop(pruned);
+    let rebuilt =
+        KeyRing::from_stored(&store.signing_keys().await.unwrap_or_default(), later).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ids.contains(&rebuilt.id()));
 
     // Scheduled: once the interval has passed, loading rotates.
     let due = t0 + 2 * DAY_MS + keys::DEFAULT_ROTATION.as_millis() as i64;
