@@ -63,6 +63,7 @@ fn resolve_port(raw: &str) -> Result<std::net::SocketAddr, Failure> {
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
+    let stop = crate::stop_signal();
     if args.data_dir.exists() {
         let marker = args.data_dir.join(".gatehouse-demo");
         if !marker.exists() {
@@ -184,7 +185,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         login = sim.login_url(),
         scim_secret = scim_secret.expose(),
     );
-    crate::wait_for_signal().await;
+    stop.await;
     gateway.shutdown().await;
     drop(origin);
     let _ = sim.shutdown().await;

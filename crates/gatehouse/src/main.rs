@@ -230,9 +230,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = load(args.store.config.as_deref(), &args.overrides())?;
     init_tracing(&config.log_level);
     let key = secret_key(&config)?;
+    let stop = stop_signal();
     let gateway = Gateway::start(&config, key, install_metrics()).await.context("start")?;
     print_listeners(&gateway, &config);
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(())
@@ -295,25 +296,34 @@ fn secret_key(config: &Config) -> Result<gatehouse_core::secret::SecretKey, Fail
     }
 }
 
-pub(crate) async fn wait_for_signal() {
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future
+/// is first polled: a stop requested right after the listeners are announced is not lost
+/// (and does not kill the process before it shuts down cleanly).
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
