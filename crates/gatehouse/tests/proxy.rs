@@ -41,6 +41,9 @@ const ENGINEERING: &str = "0a1b2c3d-0001-4e5f-8a9b-000000000001";
 #[derive(Clone, Default)]
 struct OriginState {
     first_bytes: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// `/slow`: told when the request is in, answers once released.
+    slow_arrived: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    slow_release: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 async fn echo(req: Request) -> Response {
@@ -78,6 +81,18 @@ async fn upload(State(s): State<OriginState>, req: Request) -> Response {
     total.to_string().into_response()
 }
 
+/// Answers when the test says so.
+async fn slow(State(s): State<OriginState>) -> Response {
+    if let Some(tx) = s.slow_arrived.lock().unwrap().take() {
+        let _ = tx.send(());
+    }
+    let release = s.slow_release.lock().unwrap().take();
+    if let Some(rx) = release {
+        let _ = rx.await;
+    }
+    "slow answer".into_response()
+}
+
 /// Never answers.
 async fn hang() -> Response {
     std::future::pending::<()>().await;
@@ -113,6 +128,7 @@ async fn start_origin() -> (SocketAddr, OriginState) {
     let app = Router::new()
         .route("/upload", post(upload))
         .route("/hang", any(hang))
+        .route("/slow", any(slow))
         .route("/ws", any(ws))
         .fallback(echo)
         .with_state(state.clone());
@@ -465,6 +481,34 @@ async fn a_user_outside_the_policy_is_denied_with_a_page_that_names_nothing_secr
     let body = resp.text().await.unwrap();
     assert!(body.contains("Access denied"), "{body}");
     assert!(!body.contains(ENGINEERING) && !body.contains("127.0.0.1"), "{body}");
+}
+
+#[tokio::test]
+async fn stopping_finishes_requests_in_flight_and_closes_idle_connections() {
+    let env = env().await;
+    let app = env.app(engineering_app("wiki.test")).await;
+    let s = env.session("alice@example.com", &[ENGINEERING], app["aud"].as_str().unwrap()).await;
+    let (arrived_tx, arrived) = oneshot::channel();
+    let (release, release_rx) = oneshot::channel();
+    *env.origin.slow_arrived.lock().unwrap() = Some(arrived_tx);
+    *env.origin.slow_release.lock().unwrap() = Some(release_rx);
+    // A connection that has sent nothing yet, and a request the origin is still working on.
+    let mut idle = tokio::net::TcpStream::connect(env.gw.public_addr).await.unwrap();
+    let in_flight = tokio::spawn(env.get("wiki.test", "/slow").header("cookie", cookie(&s.token)).send());
+    arrived.await.unwrap();
+
+    let Env { gw, _db, _dir, .. } = env;
+    let stopping = tokio::spawn(gw.shutdown());
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0))), "the idle connection is closed: {read:?}");
+    assert!(!stopping.is_finished(), "the stop waits for the request in flight");
+
+    release.send(()).unwrap();
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow answer");
+    tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap().unwrap();
 }
 
 #[tokio::test]
