@@ -176,6 +176,19 @@ thread_local! {
 
 static NEXT_DATA_PLANE: AtomicU64 = AtomicU64::new(1);
 
+/// Inserts into a cache of at most `max` entries, emptied when full (every entry can be
+/// rebuilt; a full cache is rare and the next requests refill it).
+fn insert_bounded<K, V, S>(cache: &mut HashMap<K, V, S>, key: K, value: V, max: usize)
+where
+    K: std::hash::Hash + Eq,
+    S: std::hash::BuildHasher,
+{
+    if cache.len() >= max {
+        cache.clear();
+    }
+    cache.insert(key, value);
+}
+
 /// A signed service-token JWT (as a header value) and its expiry (Unix seconds).
 type SignedServiceJwt = (HeaderValue, i64);
 
@@ -596,10 +609,7 @@ impl DataPlane {
                     ring: ring_id,
                 });
                 let mut cache = self.0.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if cache.len() >= TOKEN_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(raw.into(), e.clone());
+                insert_bounded(&mut cache, raw.into(), e.clone(), TOKEN_CACHE_MAX);
                 drop(cache);
                 (self.remember_token(raw, &e), true)
             }
@@ -646,10 +656,7 @@ impl DataPlane {
         };
         let identity = Arc::new(crate::identity::from_registry(&record));
         let mut cache = self.0.identities.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= IDENTITY_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(user, identity.clone());
+        insert_bounded(&mut cache, user, identity.clone(), IDENTITY_CACHE_MAX);
         drop(cache);
         let own = Arc::new(Identity::clone(&identity));
         self.remember_identity(user, &own);
@@ -659,22 +666,12 @@ impl DataPlane {
     /// This thread's own copy of `token`, kept for the next requests carrying `raw`.
     fn remember_token(&self, raw: &[u8], token: &CachedToken) -> Arc<CachedToken> {
         let own = Arc::new(token.private_copy());
-        self.with_local(|l| {
-            if l.tokens.len() >= TOKEN_CACHE_MAX {
-                l.tokens.clear();
-            }
-            l.tokens.insert(raw.into(), own.clone());
-        });
+        self.with_local(|l| insert_bounded(&mut l.tokens, raw.into(), own.clone(), TOKEN_CACHE_MAX));
         own
     }
 
     fn remember_identity(&self, user: Uuid, identity: &Arc<Identity>) {
-        self.with_local(|l| {
-            if l.identities.len() >= IDENTITY_CACHE_MAX {
-                l.identities.clear();
-            }
-            l.identities.insert(user, identity.clone());
-        });
+        self.with_local(|l| insert_bounded(&mut l.identities, user, identity.clone(), IDENTITY_CACHE_MAX));
     }
 
     /// Runs `f` on this thread's caches for this data plane, dropping its identities first if

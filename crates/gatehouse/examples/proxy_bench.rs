@@ -4,9 +4,8 @@
 //! it (keep-alive upstream, access log off), and a gateway in front of the same origin with an
 //! application whose policy admits the benchmark user, who holds a valid session. Then drives
 //! both proxies with `wrk` in alternating rounds, with byte-identical requests (the session
-//! cookie included), and prints requests/s and p50/p99 latency side
-//! by side with the ratios. Run through `scripts/bench-proxy` (which installs nginx and wrk if
-//! missing), or directly:
+//! cookie included), and prints requests/s and p50/p99 latency side by side with the ratios.
+//! Run through `scripts/bench-proxy` (which installs nginx and wrk if missing), or directly:
 //! `cargo run --release -p gatehouse --example proxy_bench -- [seconds] [connections] [rounds]`.
 //! With `BENCH_HOLD=1` it sets everything up, prints the addresses and headers, and waits
 //! for Ctrl-C instead of running rounds (for profiling with other tools).
