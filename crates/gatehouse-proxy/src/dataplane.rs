@@ -218,6 +218,9 @@ const CLIENT_SECRET: HeaderName = HeaderName::from_static("cf-access-client-secr
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static("cf-access-token");
 const REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 
+/// The histogram of the time from a request's arrival to its response's head, in seconds.
+pub const LATENCY_METRIC: &str = "gatehouse_proxy_request_duration_seconds";
+
 #[derive(Debug)]
 struct Metrics {
     allow: metrics::Counter,
@@ -241,7 +244,7 @@ impl Metrics {
             login: c("login_required"),
             not_found: c("not_found"),
             origin_errors: metrics::counter!("gatehouse_proxy_origin_errors_total"),
-            latency: metrics::histogram!("gatehouse_proxy_request_duration_seconds"),
+            latency: metrics::histogram!(LATENCY_METRIC),
         }
     }
 }

@@ -176,7 +176,11 @@ async fn main() {
     config.ingress =
         vec![rule(Some(HOST), format!("http://127.0.0.1:{origin_port}")), rule(None, "http_status:404".into())];
     std::fs::create_dir_all(&config.data_dir).unwrap();
-    let gw = Gateway::start(&config, SecretKey::generate().unwrap(), None).await.unwrap();
+    // With the metrics recorder `gatehouse serve` installs: every request updates its counters
+    // and latency histogram. `BENCH_NO_METRICS=1` leaves it out.
+    let metrics =
+        if std::env::var_os("BENCH_NO_METRICS").is_some() { None } else { gatehouse::gateway::install_metrics() };
+    let gw = Gateway::start(&config, SecretKey::generate().unwrap(), metrics).await.unwrap();
     let store = gw.store.clone();
 
     // The application, its policy and a signed-in user, as sign-in would leave them.

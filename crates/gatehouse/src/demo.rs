@@ -110,7 +110,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     config.ingress =
         vec![rule(Some(WIKI_HOST), &service)?, rule(Some(SALES_HOST), &service)?, rule(None, "http_status:404")?];
     let key = SecretKey::generate().context("generate a key")?;
-    let gateway = Gateway::start(&config, key, crate::install_metrics()).await.context("start")?;
+    let gateway = Gateway::start(&config, key, gatehouse::gateway::install_metrics()).await.context("start")?;
     let account = gateway.store.account_id().await.context("account")?;
     let token = crate::create_api_token(&gateway.store, "demo", false).await?;
     let (idp, scim_secret) = create_demo_idp(&gateway.store, &sim).await?;

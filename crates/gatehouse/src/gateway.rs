@@ -211,3 +211,31 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
         })
         .await
 }
+
+/// Upper bounds (seconds) of the proxy's latency histogram buckets: from well under a
+/// millisecond for a cached decision to the origin response timeout's range.
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0];
+
+/// Installs the process's Prometheus recorder (behind `/metrics`) with its upkeep task,
+/// which drains recorded histogram samples every 5 s. Request latency is a Prometheus
+/// histogram with fixed buckets (which instances can be summed over, and costs a bucket
+/// search per sample to keep) rather than a summary. `None` if a recorder is already
+/// installed. Call inside a Tokio runtime.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(gatehouse_proxy::dataplane::LATENCY_METRIC.to_owned()), &LATENCY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Some(handle)
+}

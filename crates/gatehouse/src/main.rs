@@ -213,25 +213,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    Some(handle)
-}
-
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = load(args.store.config.as_deref(), &args.overrides())?;
     init_tracing(&config.log_level);
     let key = secret_key(&config)?;
     let stop = stop_signal();
-    let gateway = Gateway::start(&config, key, install_metrics()).await.context("start")?;
+    let gateway = Gateway::start(&config, key, gatehouse::gateway::install_metrics()).await.context("start")?;
     print_listeners(&gateway, &config);
     stop.await;
     tracing::info!("shutting down");

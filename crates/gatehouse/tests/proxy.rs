@@ -162,6 +162,10 @@ fn rule(host: Option<&str>, service: String) -> IngressRule {
 }
 
 async fn env_with(db: TestDb) -> Env {
+    env_metrics(db, None).await
+}
+
+async fn env_metrics(db: TestDb, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let (origin_addr, origin) = start_origin().await;
     let origin_url = format!("http://{origin_addr}");
@@ -181,7 +185,7 @@ async fn env_with(db: TestDb) -> Env {
         rule(None, "http_status:404".to_owned()),
     ];
     let key = SecretKey::generate().unwrap();
-    let gw = Gateway::start(&config, key.clone(), None).await.unwrap();
+    let gw = Gateway::start(&config, key.clone(), metrics).await.unwrap();
     gw.store
         .insert_token(&ApiToken {
             id: TokenId::generate(),
@@ -774,7 +778,8 @@ async fn ingress_rules_set_through_the_api_take_effect_and_bad_ones_are_refused(
 
 #[tokio::test]
 async fn decisions_are_logged_and_counted() {
-    let env = env().await;
+    // The recorder `gatehouse serve` installs (this test is the only one here that does).
+    let env = env_metrics(TestDb::sqlite(), gatehouse::gateway::install_metrics()).await;
     let app = env.app(engineering_app("wiki.test")).await;
     let aud = app["aud"].as_str().unwrap();
     let alice = env.session("alice@example.com", &[ENGINEERING], aud).await;
@@ -811,6 +816,18 @@ async fn decisions_are_logged_and_counted() {
 
     let (s, b) = env.api(reqwest::Method::GET, "/access/logs/access_requests?since=yesterday", None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+
+    // Counted by decision, with latency as a Prometheus histogram.
+    let text =
+        env.http.get(format!("http://{}/metrics", env.gw.admin_addr)).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    };
+    assert_eq!(value("gatehouse_proxy_requests_total{decision=\"allow\"}"), Some(3.0), "{text}");
+    assert!(value("gatehouse_proxy_requests_total{decision=\"deny\"}").is_some_and(|n| n >= 1.0), "{text}");
+    let routed = value("gatehouse_proxy_request_duration_seconds_count").unwrap_or_default();
+    assert!(routed >= 4.0, "{text}");
+    assert_eq!(value("gatehouse_proxy_request_duration_seconds_bucket{le=\"+Inf\"}"), Some(routed), "{text}");
 }
 
 #[tokio::test]
