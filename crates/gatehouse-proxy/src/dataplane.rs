@@ -427,12 +427,12 @@ impl DataPlane {
         let host = host_header.to_str().unwrap_or_default();
         // Match and forward one canonical path, so the path a policy was checked for is the
         // path the origin serves (see `crate::path`).
-        let path = match crate::path::canonical(req.uri().path()) {
-            Ok(std::borrow::Cow::Borrowed(p)) => p.to_owned(),
+        match crate::path::canonical(req.uri().path()) {
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
             Ok(std::borrow::Cow::Owned(p)) => {
                 let pq = match req.uri().query() {
                     Some(q) => format!("{p}?{q}"),
-                    None => p.clone(),
+                    None => p,
                 };
                 let mut parts = req.uri().clone().into_parts();
                 parts.path_and_query = pq.parse().ok();
@@ -440,21 +440,21 @@ impl DataPlane {
                     Ok(uri) => *req.uri_mut() = uri,
                     Err(_) => return bad_path(crate::path::PathError::BadEncoding),
                 }
-                p
             }
             Err(e) => return bad_path(e),
-        };
+        }
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
         if path.starts_with("/cdn-cgi/") {
             self.0.metrics.not_found.increment(1);
             return not_found();
         }
         let routes = self.0.routes.load();
-        let Some(route) = routes.resolve(host, &path) else {
+        let Some(route) = routes.resolve(host, path) else {
             self.0.metrics.not_found.increment(1);
             return not_found();
         };
         let now = now_millis();
-        let (parts, body) = req.into_parts();
         let caller = self.authenticate(&parts, route, now).await;
         let facts = RequestFacts {
             identity: caller.identity.as_deref(),
@@ -470,7 +470,12 @@ impl DataPlane {
         } else {
             Via::None
         };
-        let method = parts.method.clone();
+        let first_sight = caller.token.as_ref().is_some_and(|t| t.1);
+        let routine = outcome.decision == Decision::Allow && !first_sight;
+        // What the access log names, taken before the request goes on (most requests are
+        // routine and not logged).
+        let logged = (self.0.options.log_every_request || !routine)
+            .then(|| (format!("{host}{path}"), format!("{} {path}", parts.method)));
         let (resp, reason) = match outcome.decision {
             Decision::Allow | Decision::Bypass | Decision::ServiceAuth => {
                 let (m, reason) = match outcome.decision {
@@ -502,9 +507,7 @@ impl DataPlane {
         };
         let status = resp.status();
         self.0.metrics.latency.record(start.elapsed().as_secs_f64());
-        let first_sight = caller.token.as_ref().is_some_and(|t| t.1);
-        let routine = outcome.decision == Decision::Allow && !first_sight;
-        if self.0.options.log_every_request || !routine {
+        if let Some((app_domain, request)) = logged {
             let user_email = match (&caller.identity, &caller.service) {
                 (Some(i), _) => i.email.clone(),
                 (None, Some((_, client_id))) => client_id.clone(),
@@ -514,7 +517,7 @@ impl DataPlane {
                 ray_id: self.ray_id(),
                 created_at: now,
                 app_id: Some(route.app.id),
-                app_domain: format!("{host}{path}"),
+                app_domain,
                 user_email,
                 user_id: caller.token.as_ref().map(|t| t.0.user),
                 ip_address: peer.addr.ip().to_string(),
@@ -529,7 +532,7 @@ impl DataPlane {
                     reason.into()
                 },
                 connection: via.as_str().into(),
-                request: format!("{method} {path}"),
+                request,
                 status: status.as_u16(),
                 latency_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
             });
