@@ -75,6 +75,21 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Share of the machine's CPU time the hypervisor took during the run ("steal").
+    steal: f64,
+}
+
+/// Rounds in which the hypervisor took less than this share of the CPU from either run.
+const QUIET_STEAL: f64 = 0.10;
+
+/// All CPUs' total and stolen time so far, in clock ticks, from `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total = fields.iter().take(8).sum();
+    Some((total, *fields.get(7)?))
 }
 
 fn ms(v: &str) -> f64 {
@@ -95,9 +110,13 @@ fn wrk(port: u16, seconds: u32, connections: u32, headers: &[String]) -> Run {
     for h in headers {
         c.args(["-H", h]);
     }
+    let before = cpu_ticks();
     let out = c.arg(format!("http://127.0.0.1:{port}/")).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut run = Run::default();
+    if let (Some((t0, s0)), Some((t1, s1))) = (before, cpu_ticks()) {
+        run.steal = (s1 - s0) as f64 / (t1 - t0).max(1) as f64;
+    }
     for line in text.lines() {
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Requests/sec:") {
@@ -314,7 +333,7 @@ async fn main() {
             (run(nginx_port, ng_headers.clone()).await.unwrap(), g)
         };
         println!(
-            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} (errors {}/{})",
+            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} (errors {}/{}, steal {:.0}%/{:.0}%)",
             n.rps,
             n.p50_ms,
             n.p99_ms,
@@ -323,7 +342,9 @@ async fn main() {
             g.p99_ms,
             g.rps / n.rps,
             n.errors,
-            g.errors
+            g.errors,
+            n.steal * 100.0,
+            g.steal * 100.0,
         );
         ng.push(n);
         gh.push(g);
@@ -342,6 +363,20 @@ async fn main() {
     // the absolute figures when other work comes and goes.
     let ratios: Vec<f64> = ng.iter().zip(&gh).map(|(n, g)| g.rps / n.rps).collect();
     println!("{:<28}{:>14.2}", "median of per-round ratios", median(ratios));
+    // On a virtual machine the hypervisor may take a large, changing share of the CPU
+    // ("steal"), which swings single rounds by half or more; rounds where it took little
+    // from both runs are also summarised on their own. Every round is printed above.
+    let quiet: Vec<f64> = ng
+        .iter()
+        .zip(&gh)
+        .filter(|(n, g)| n.steal < QUIET_STEAL && g.steal < QUIET_STEAL)
+        .map(|(n, g)| g.rps / n.rps)
+        .collect();
+    let label = format!("  in rounds with <{:.0}% steal", QUIET_STEAL * 100.0);
+    match quiet.len() {
+        0 => println!("{label:<28}{:>14}", "none"),
+        k => println!("{label:<28}{:>14.2}   ({k} of {rounds} rounds)", median(quiet)),
+    }
     let errors: u64 = ng.iter().chain(&gh).map(|r| r.errors).sum();
     if errors > 0 {
         println!("warning: {errors} failed or non-2xx responses");
