@@ -134,9 +134,11 @@ fn wrk(port: u16, seconds: u32, connections: u32, headers: &[String]) -> Run {
     run
 }
 
+/// The middle value, or the mean of the two middle values of an even count.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 0 { (v[n / 2 - 1] + v[n / 2]) / 2.0 } else { v[n / 2] }
 }
 
 #[tokio::main]
