@@ -116,7 +116,7 @@ async fn count_requests(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The `method` label: a standard method's name, else `other`. A label per distinct
+/// The `method` label: the name of a method the API serves, else `other`. A label per distinct
 /// extension method would let anyone who can reach the listener add series without end.
 fn method_label(method: &http::Method) -> &'static str {
     use http::Method;
