@@ -1,23 +1,26 @@
 //! Forwarding to origins: pooled HTTP/1.1 connections, header filtering in both directions,
 //! streaming bodies, WebSocket (and any HTTP/1.1) upgrades, and clear 502/504 pages when the
-//! origin fails. Plain-HTTP requests use a per-thread pool of hyper connections (no locks, no
-//! timers on the hot path); TLS origins and upgrades use hyper-util's pooled client.
+//! origin fails. Plain-HTTP requests without a body take the lean path of [`crate::origin_h1`]
+//! (the requesting task writes and reads the connection itself); other plain-HTTP requests use
+//! a per-thread pool of hyper connections. Neither takes a lock or sets a timer on the hot
+//! path. TLS origins and upgrades use hyper-util's pooled client.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, StatusCode, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::ingress::Origin;
+use crate::origin_h1;
 
 /// Identity headers an origin receives; any client-supplied `Cf-Access-*` header is removed.
 pub const JWT_ASSERTION: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
@@ -42,11 +45,23 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// A connection to a plain-HTTP origin, ready or busy.
 type PlainSender = hyper::client::conn::http1::SendRequest<Body>;
 /// One origin's idle connections on one thread.
-struct PlainPool {
+struct Pool<C> {
     /// The [`Origins`] instance.
     owner: u64,
     authority: http::uri::Authority,
-    idle: Vec<PlainSender>,
+    idle: Vec<C>,
+}
+
+/// This thread's idle connections to `authority` from the [`Origins`] instance `owner`.
+fn pool_of<'a, C>(owner: u64, pools: &'a mut Vec<Pool<C>>, authority: &http::uri::Authority) -> &'a mut Vec<C> {
+    let i = match pools.iter().position(|p| p.owner == owner && p.authority.as_str() == authority.as_str()) {
+        Some(i) => i,
+        None => {
+            pools.push(Pool { owner, authority: authority.clone(), idle: Vec::new() });
+            pools.len() - 1
+        }
+    };
+    &mut pools[i].idle
 }
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -62,7 +77,9 @@ thread_local! {
     /// Each thread's idle HTTP/1.1 connections to plain-HTTP origins, by [`Origins`] instance
     /// and origin address: the common case gets a pool with no locks and no timers. A short
     /// list (one entry per origin), searched without hashing.
-    static PLAIN: RefCell<Vec<PlainPool>> = const { RefCell::new(Vec::new()) };
+    static PLAIN: RefCell<Vec<Pool<PlainSender>>> = const { RefCell::new(Vec::new()) };
+    /// The same for the lean path's connections ([`origin_h1::Conn`]).
+    static LEAN: RefCell<Vec<Pool<origin_h1::Conn>>> = const { RefCell::new(Vec::new()) };
     /// Each thread's own pools: a connection is only ever used by the thread (and runtime)
     /// that opened it. Keyed by the [`Origins`] instance and the connection settings.
     static CLIENTS: RefCell<HashMap<(u64, ClientKey), HttpClient>> = RefCell::new(HashMap::new());
@@ -131,7 +148,7 @@ impl Origins {
         req: Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
         let idle = PLAIN.with_borrow_mut(|pools| {
-            let pool = self.pool(pools, &origin.authority);
+            let pool = pool_of(self.id, pools, &origin.authority);
             // Newest first, usually the first one looked at. Closed connections go;
             // connections still streaming an earlier response body stay for later.
             let mut i = pool.len();
@@ -178,21 +195,9 @@ impl Origins {
         }
     }
 
-    /// This thread's idle connections to `authority`, from this [`Origins`].
-    fn pool<'a>(&self, pools: &'a mut Vec<PlainPool>, authority: &http::uri::Authority) -> &'a mut Vec<PlainSender> {
-        let i = match pools.iter().position(|p| p.owner == self.id && p.authority.as_str() == authority.as_str()) {
-            Some(i) => i,
-            None => {
-                pools.push(PlainPool { owner: self.id, authority: authority.clone(), idle: Vec::new() });
-                pools.len() - 1
-            }
-        };
-        &mut pools[i].idle
-    }
-
     fn put_back(&self, authority: &http::uri::Authority, sender: PlainSender) {
         PLAIN.with_borrow_mut(|pools| {
-            let pool = self.pool(pools, authority);
+            let pool = pool_of(self.id, pools, authority);
             if pool.len() < self.max_idle {
                 pool.push(sender);
             }
@@ -243,6 +248,12 @@ impl Origins {
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response, OriginFailure> {
         if client_upgrade.is_none() && !origin.https {
+            if lean(&req) {
+                return match tokio::time::timeout(self.response_timeout, self.send_lean(origin, req)).await {
+                    Err(_) => Err(OriginFailure::Timeout),
+                    Ok(result) => result,
+                };
+            }
             return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
                 Err(_) => Err(OriginFailure::Timeout),
                 Ok(result) => result.map(to_client),
@@ -250,6 +261,56 @@ impl Origins {
         }
         // TLS and upgrades: rarer, with a much larger future, kept on the heap.
         Box::pin(self.send_pooled(origin, req, client_upgrade)).await
+    }
+
+    /// Sends a bodiless request over the lean path: an idle connection of this thread's pool
+    /// (checked still open) or a new one. When a reused connection turns out to have been
+    /// closed by the origin before answering, the request (idempotent, bodiless) is sent once
+    /// more on a new connection.
+    async fn send_lean(&self, origin: &Origin, req: Request<Body>) -> Result<Response, OriginFailure> {
+        let (parts, _) = req.into_parts();
+        let head_only = parts.method == Method::HEAD;
+        let mut idle = LEAN.with_borrow_mut(|pools| {
+            let pool = pool_of(self.id, pools, &origin.authority);
+            let now = Instant::now();
+            // Newest first; the ones looked at and found closed or stale are dropped.
+            while let Some(mut conn) = pool.pop() {
+                if conn.usable(now, self.idle_timeout) {
+                    return Some(conn);
+                }
+            }
+            None
+        });
+        loop {
+            let reused = idle.is_some();
+            let mut conn = match idle.take() {
+                Some(c) => c,
+                None => origin_h1::Conn::new(Box::pin(connect_tcp(origin)).await?),
+            };
+            let head = match conn.exchange(&parts, head_only).await {
+                Ok(head) => head,
+                Err(origin_h1::ExchangeError::ClosedBeforeResponse) if reused => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, origin = %origin, "origin request failed");
+                    return Err(OriginFailure::Unreachable);
+                }
+            };
+            let home = LeanHome { owner: self.id, authority: origin.authority.clone(), max_idle: self.max_idle };
+            let mut body = origin_h1::OriginBody::new(conn, head.framing, head.reusable, home);
+            let body = if body.is_complete() {
+                Body::empty()
+            } else {
+                match body.take_buffered() {
+                    Some(data) => Body::from(data),
+                    None => Body::new(body),
+                }
+            };
+            let mut resp = Response::new(body);
+            *resp.status_mut() = head.status;
+            *resp.headers_mut() = head.headers;
+            strip_hop_by_hop(resp.headers_mut(), false);
+            return Ok(resp);
+        }
     }
 
     /// [`Self::send`] through hyper-util's pooled client.
@@ -305,8 +366,34 @@ impl Origins {
     }
 }
 
-/// Opens a plain-HTTP/1.1 connection to `origin`, its I/O side running as a task of its own.
-async fn connect_plain(origin: &Origin) -> Result<PlainSender, OriginFailure> {
+/// Whether a request takes the lean path: `GET`, `HEAD` or `OPTIONS` without a body, so it
+/// can be sent again when a reused connection had been closed.
+fn lean(req: &Request<Body>) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD || req.method() == Method::OPTIONS)
+        && http_body::Body::size_hint(req.body()).exact() == Some(0)
+}
+
+/// Where the lean path's connections go back to: this thread's pool.
+#[derive(Debug)]
+struct LeanHome {
+    owner: u64,
+    authority: http::uri::Authority,
+    max_idle: usize,
+}
+
+impl origin_h1::Home for LeanHome {
+    fn put_back(&self, conn: origin_h1::Conn) {
+        LEAN.with_borrow_mut(|pools| {
+            let pool = pool_of(self.owner, pools, &self.authority);
+            if pool.len() < self.max_idle {
+                pool.push(conn);
+            }
+        });
+    }
+}
+
+/// Opens a TCP connection to a plain-HTTP origin, within its connect timeout.
+async fn connect_tcp(origin: &Origin) -> Result<tokio::net::TcpStream, OriginFailure> {
     let connect = tokio::net::TcpStream::connect(origin.authority.as_str());
     let stream = match tokio::time::timeout(origin.connect_timeout, connect).await {
         Err(_) => return Err(OriginFailure::Timeout),
@@ -317,6 +404,12 @@ async fn connect_plain(origin: &Origin) -> Result<PlainSender, OriginFailure> {
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a plain-HTTP/1.1 connection to `origin`, its I/O side running as a task of its own.
+async fn connect_plain(origin: &Origin) -> Result<PlainSender, OriginFailure> {
+    let stream = connect_tcp(origin).await?;
     // One buffer per write, as for responses to clients (see `public::serve`).
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .writev(false)

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod idp_test;
 pub mod ingress;
 pub mod keys;
+pub mod origin_h1;
 pub mod pages;
 pub mod path;
 pub mod public;
