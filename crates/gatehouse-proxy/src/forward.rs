@@ -308,7 +308,9 @@ impl Origins {
             let mut resp = Response::new(body);
             *resp.status_mut() = head.status;
             *resp.headers_mut() = head.headers;
-            strip_hop_by_hop(resp.headers_mut(), false);
+            if head.connection_names_fields {
+                strip_hop_by_hop(resp.headers_mut(), false);
+            }
             return Ok(resp);
         }
     }
@@ -497,7 +499,8 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Whether a field is hop-by-hop (not forwarded), `Connection` aside.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::TE
         || name == header::TRAILER
         || name == header::TRANSFER_ENCODING
@@ -598,6 +601,8 @@ pub fn upstream_request(
     }
     *req.version_mut() = http::Version::HTTP_11;
     let h = req.headers_mut();
+    // Room for what is added here and the identity headers, so the map grows at most once.
+    h.reserve(8);
     strip_hop_by_hop(h, upgrade);
     strip_gateway_headers(h);
     h.insert(CF_CONNECTING_IP, fwd.client_ip.clone());

@@ -11,6 +11,7 @@
 //! [`Chunked`], which is strict about CRLF and bounds chunk extensions and trailers.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -73,12 +74,16 @@ pub enum Framing {
 pub struct Head {
     /// The status.
     pub status: StatusCode,
-    /// The header fields as sent (hop-by-hop ones included).
+    /// The header fields as sent, less the hop-by-hop ones; a `Connection` field that names
+    /// other fields is kept (see `connection_names_fields`).
     pub headers: HeaderMap,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body is read.
     pub reusable: bool,
+    /// Whether a `Connection` field names fields to remove: then `headers` still has it and
+    /// `forward::strip_hop_by_hop` must run.
+    pub connection_names_fields: bool,
 }
 
 /// One connection to an origin, with its buffers.
@@ -231,9 +236,9 @@ pub fn encode_request(out: &mut Vec<u8>, req: &http::request::Parts) {
 /// Parses one response head from the start of `buf`: `None` when more bytes are needed;
 /// `Some((used, None))` for an informational (1xx) response to skip; the head otherwise.
 pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<Head>)>, ExchangeError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut fields);
-    let used = match r.parse(buf) {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let used = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut r, buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::Invalid("more than 128 header fields")),
@@ -254,6 +259,7 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive = false;
+    let mut connection_names_fields = false;
     for f in r.headers.iter() {
         let name =
             HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| ExchangeError::Invalid("invalid header name"))?;
@@ -273,11 +279,25 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
             if let Some(last) = f.value.rsplit(|b| *b == b',').map(<[u8]>::trim_ascii).find(|t| !t.is_empty()) {
                 chunked = last.eq_ignore_ascii_case(b"chunked");
             }
+            continue;
         } else if name == header::CONNECTION {
+            let mut names = false;
             for token in f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else {
+                    names |= !token.is_empty();
+                }
             }
+            if !names {
+                // Names no field to remove: not kept (it is hop-by-hop).
+                continue;
+            }
+            connection_names_fields = true;
+        } else if crate::forward::is_hop_by_hop(&name) {
+            continue;
         }
         headers.append(name, value);
     }
@@ -304,7 +324,7 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
     if framing == Framing::UntilClose {
         reusable = false;
     }
-    Ok(Some((used, Some(Head { status, headers, framing, reusable }))))
+    Ok(Some((used, Some(Head { status, headers, framing, reusable, connection_names_fields }))))
 }
 
 /// A `Content-Length` value: ASCII digits only, at most 18 of them.
@@ -656,6 +676,7 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(5));
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+        assert!(h.headers.is_empty(), "hop-by-hop fields are not kept: {:?}", h.headers);
         // Transfer-Encoding wins over Content-Length, which is dropped; no reuse.
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Chunked, false));
@@ -684,6 +705,20 @@ mod tests {
         assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n").reusable);
         assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n").reusable);
         assert!(!head("HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\n").reusable);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_dropped_and_connection_named_ones_flagged() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nTrailer: x\r\nProxy-Authenticate: Basic\r\nX-App: 1\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert_eq!(h.headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-app", "content-length"]);
+        assert!(!h.connection_names_fields);
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: x-internal\r\nX-Internal: secret\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert!(h.connection_names_fields && !h.reusable);
+        assert!(h.headers.contains_key(header::CONNECTION) && h.headers.contains_key("x-internal"));
     }
 
     #[test]

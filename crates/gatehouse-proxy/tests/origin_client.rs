@@ -214,6 +214,16 @@ async fn close_delimited_and_connection_close_responses_are_not_reused() {
         assert_eq!(&body.to_bytes()[..], b"bye");
     }
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
+
+    // Fields the origin's `Connection` names stay between the origin and the gateway.
+    let o = answering(
+        "HTTP/1.1 200 OK\r\nConnection: x-internal\r\nX-Internal: secret\r\nX-App: 1\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let Ok(resp) = origins.send(&target(&o), request(Method::GET, "/"), None).await else { panic!("send") };
+    let mut names: Vec<&str> = resp.headers().keys().map(http::HeaderName::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["content-length", "x-app"]);
 }
 
 #[tokio::test]
