@@ -69,6 +69,8 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     connect_timeout: Duration,
+    keep_alive_timeout: Duration,
+    keep_alive_connections: usize,
     no_tls_verify: bool,
     server_name: Option<String>,
 }
@@ -77,7 +79,7 @@ thread_local! {
     /// Each thread's idle HTTP/1.1 connections to plain-HTTP origins, by [`Origins`] instance
     /// and origin address: the common case gets a pool with no locks and no timers. A short
     /// list (one entry per origin), searched without hashing.
-    static PLAIN: RefCell<Vec<Pool<PlainSender>>> = const { RefCell::new(Vec::new()) };
+    static PLAIN: RefCell<Vec<Pool<(Instant, PlainSender)>>> = const { RefCell::new(Vec::new()) };
     /// The same for the lean path's connections ([`origin_h1::Conn`]).
     static LEAN: RefCell<Vec<Pool<origin_h1::Conn>>> = const { RefCell::new(Vec::new()) };
     /// Each thread's own pools: a connection is only ever used by the thread (and runtime)
@@ -92,8 +94,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Origins {
     id: u64,
     roots: Arc<rustls::RootCertStore>,
-    idle_timeout: Duration,
-    max_idle: usize,
     response_timeout: Duration,
 }
 
@@ -115,18 +115,14 @@ impl Origins {
         for cert in found.certs {
             let _ = roots.add(cert);
         }
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            roots: Arc::new(roots),
-            idle_timeout: Duration::from_secs(90),
-            max_idle: 100,
-            response_timeout,
-        }
+        Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), roots: Arc::new(roots), response_timeout }
     }
 
     fn client(&self, origin: &Origin) -> Result<HttpClient, String> {
         let key = ClientKey {
             connect_timeout: origin.connect_timeout,
+            keep_alive_timeout: origin.keep_alive_timeout,
+            keep_alive_connections: origin.keep_alive_connections,
             no_tls_verify: origin.no_tls_verify,
             server_name: origin.server_name.clone(),
         };
@@ -149,15 +145,18 @@ impl Origins {
     ) -> Result<http::Response<hyper::body::Incoming>, OriginFailure> {
         let idle = PLAIN.with_borrow_mut(|pools| {
             let pool = pool_of(self.id, pools, &origin.authority);
-            // Newest first, usually the first one looked at. Closed connections go;
-            // connections still streaming an earlier response body stay for later.
+            let now = Instant::now();
+            // Newest first, usually the first one looked at. Closed and expired connections
+            // go; connections still streaming an earlier response body stay for later.
             let mut i = pool.len();
             while i > 0 {
                 i -= 1;
-                if pool[i].is_ready() {
-                    return Some(pool.swap_remove(i));
+                let (since, sender) = &pool[i];
+                let expired = now.saturating_duration_since(*since) > origin.keep_alive_timeout;
+                if !expired && sender.is_ready() {
+                    return Some(pool.swap_remove(i).1);
                 }
-                if pool[i].is_closed() {
+                if expired || sender.is_closed() {
                     // What takes its place was looked at already.
                     pool.swap_remove(i);
                 }
@@ -167,7 +166,7 @@ impl Origins {
         let req = match idle {
             Some(mut sender) => match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.put_back(&origin.authority, sender);
+                    self.put_back(origin, sender);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
@@ -185,7 +184,7 @@ impl Origins {
         let mut sender = Box::pin(connect_plain(origin)).await?;
         match sender.send_request(req).await {
             Ok(resp) => {
-                self.put_back(&origin.authority, sender);
+                self.put_back(origin, sender);
                 Ok(resp)
             }
             Err(e) => {
@@ -195,11 +194,11 @@ impl Origins {
         }
     }
 
-    fn put_back(&self, authority: &http::uri::Authority, sender: PlainSender) {
+    fn put_back(&self, origin: &Origin, sender: PlainSender) {
         PLAIN.with_borrow_mut(|pools| {
-            let pool = pool_of(self.id, pools, authority);
-            if pool.len() < self.max_idle {
-                pool.push(sender);
+            let pool = pool_of(self.id, pools, &origin.authority);
+            if pool.len() < origin.keep_alive_connections {
+                pool.push((Instant::now(), sender));
             }
         });
     }
@@ -233,8 +232,8 @@ impl Origins {
             None => connector.enable_http1().wrap_connector(http),
         };
         Ok(Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.idle_timeout)
-            .pool_max_idle_per_host(self.max_idle)
+            .pool_idle_timeout(key.keep_alive_timeout)
+            .pool_max_idle_per_host(key.keep_alive_connections)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector))
     }
@@ -275,7 +274,7 @@ impl Origins {
             let now = Instant::now();
             // Newest first; the ones looked at and found closed or stale are dropped.
             while let Some(mut conn) = pool.pop() {
-                if conn.usable(now, self.idle_timeout) {
+                if conn.usable(now, origin.keep_alive_timeout) {
                     return Some(conn);
                 }
             }
@@ -295,7 +294,11 @@ impl Origins {
                     return Err(OriginFailure::Unreachable);
                 }
             };
-            let home = LeanHome { owner: self.id, authority: origin.authority.clone(), max_idle: self.max_idle };
+            let home = LeanHome {
+                owner: self.id,
+                authority: origin.authority.clone(),
+                max_idle: origin.keep_alive_connections,
+            };
             let mut body = origin_h1::OriginBody::new(conn, head.framing, head.reusable, home);
             let body = if body.is_complete() {
                 Body::empty()
@@ -676,6 +679,8 @@ mod tests {
             host_header: host_header.map(HeaderValue::from_static),
             no_tls_verify: false,
             server_name: None,
+            keep_alive_timeout: crate::ingress::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            keep_alive_connections: crate::ingress::DEFAULT_KEEP_ALIVE_CONNECTIONS,
         }
     }
 

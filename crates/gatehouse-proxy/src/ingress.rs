@@ -80,10 +80,11 @@ pub struct OriginRequest {
     /// Honoured: the TLS server name checked on an `https` origin's certificate.
     #[serde(rename = "originServerName", default, skip_serializing_if = "Option::is_none")]
     pub origin_server_name: Option<String>,
-    /// Honoured: how long an idle pooled connection is kept (default 90 s).
+    /// Honoured: how long an idle pooled connection is kept (default 90 s). Checked when the
+    /// connection is next wanted (no timer runs for it).
     #[serde(rename = "keepAliveTimeout", default, skip_serializing_if = "Option::is_none")]
     pub keep_alive_timeout: Option<Seconds>,
-    /// Honoured: idle connections kept per origin (default 100).
+    /// Honoured: idle connections kept per origin and proxy thread (default 100; 0 keeps none).
     #[serde(rename = "keepAliveConnections", default, skip_serializing_if = "Option::is_none")]
     pub keep_alive_connections: Option<usize>,
     /// Accepted, no effect.
@@ -142,6 +143,10 @@ pub struct Origin {
     pub no_tls_verify: bool,
     /// TLS server name override.
     pub server_name: Option<String>,
+    /// How long an idle pooled connection may wait for its next request.
+    pub keep_alive_timeout: Duration,
+    /// Idle connections kept per proxy thread (0: none, every request gets a new one).
+    pub keep_alive_connections: usize,
 }
 
 impl fmt::Display for Origin {
@@ -152,6 +157,10 @@ impl fmt::Display for Origin {
 
 /// Default connect timeout, as `cloudflared`'s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default idle time of a pooled origin connection, as `cloudflared`'s.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default idle connections kept per origin, as `cloudflared`'s.
+pub const DEFAULT_KEEP_ALIVE_CONNECTIONS: usize = 100;
 
 #[derive(Debug, Clone)]
 enum HostMatch {
@@ -245,6 +254,8 @@ fn parse_service(i: usize, rule: &IngressRule, errs: &mut Vec<String>) -> Option
         host_header,
         no_tls_verify: o.no_tls_verify.unwrap_or(false),
         server_name: o.origin_server_name.clone(),
+        keep_alive_timeout: o.keep_alive_timeout.map_or(DEFAULT_KEEP_ALIVE_TIMEOUT, |s| s.0),
+        keep_alive_connections: o.keep_alive_connections.unwrap_or(DEFAULT_KEEP_ALIVE_CONNECTIONS),
     }))
 }
 
@@ -505,9 +516,10 @@ mod tests {
     #[test]
     fn api_config_applies_top_level_origin_request() {
         let config = serde_json::json!({
-            "originRequest": {"connectTimeout": 5, "httpHostHeader": "internal.example.com"},
+            "originRequest": {"connectTimeout": 5, "httpHostHeader": "internal.example.com", "keepAliveConnections": 4},
             "ingress": [
-                {"hostname": "a.example.com", "service": "http://127.0.0.1:1", "originRequest": {"connectTimeout": "2s"}},
+                {"hostname": "a.example.com", "service": "http://127.0.0.1:1", "originRequest": {"connectTimeout": "2s", "keepAliveTimeout": "15s"}},
+                {"hostname": "b.example.com", "service": "http://127.0.0.1:2", "originRequest": {}},
                 {"service": "http_status:404"}
             ]
         });
@@ -517,6 +529,11 @@ mod tests {
             panic!("no origin")
         };
         assert_eq!(o.connect_timeout, Duration::from_secs(2));
+        assert_eq!((o.keep_alive_timeout, o.keep_alive_connections), (Duration::from_secs(15), 4));
+        let Some(Service::Origin(b)) = i.resolve("b.example.com", "/").map(|s| (**s).clone()) else {
+            panic!("no origin")
+        };
+        assert_eq!((b.keep_alive_timeout, b.keep_alive_connections), (DEFAULT_KEEP_ALIVE_TIMEOUT, 4));
         assert_eq!(o.host_header.as_ref().map(|h| h.to_str().unwrap_or_default()), Some("internal.example.com"));
         let bad =
             rules_from_config(&serde_json::json!({"ingress": [{"service": "http_status:404", "bogus": 1}], "x": 1}))

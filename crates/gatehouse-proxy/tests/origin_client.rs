@@ -75,6 +75,8 @@ fn target(o: &TestOrigin) -> Origin {
         host_header: None,
         no_tls_verify: false,
         server_name: None,
+        keep_alive_timeout: gatehouse_proxy::ingress::DEFAULT_KEEP_ALIVE_TIMEOUT,
+        keep_alive_connections: gatehouse_proxy::ingress::DEFAULT_KEEP_ALIVE_CONNECTIONS,
     }
 }
 
@@ -188,6 +190,40 @@ async fn a_reused_connection_the_origin_closed_is_replaced_without_failing_the_r
     for _ in 0..4 {
         assert_eq!(fetch(&origins, &o, Method::GET, "/").await, (StatusCode::OK, Ok(b"ok".to_vec())));
     }
+}
+
+#[tokio::test]
+async fn keep_alive_settings_bound_the_pool() {
+    let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let origins = Origins::new(Duration::from_secs(5));
+    let send = |t: Origin, method: Method| {
+        let origins = origins.clone();
+        async move {
+            let Ok(resp) = origins.send(&t, request(method, "/"), None).await else { panic!("send") };
+            let Ok(body) = resp.into_body().collect().await else { panic!("body") };
+            assert_eq!(&body.to_bytes()[..], b"ok");
+        }
+    };
+    // keepAliveConnections = 0: nothing is kept; the lean path (GET) and the general one
+    // (DELETE) alike.
+    let none = Origin { keep_alive_connections: 0, ..target(&o) };
+    for method in [Method::GET, Method::GET, Method::DELETE, Method::DELETE] {
+        send(none.clone(), method).await;
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 4);
+    // keepAliveTimeout = 0: an idle connection has always waited too long.
+    let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let stale = Origin { keep_alive_timeout: Duration::ZERO, ..target(&o) };
+    for method in [Method::GET, Method::GET, Method::DELETE, Method::DELETE] {
+        send(stale.clone(), method).await;
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 4);
+    // The defaults keep them.
+    let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    for method in [Method::GET, Method::GET, Method::DELETE, Method::DELETE] {
+        send(target(&o), method).await;
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 2, "one connection per path");
 }
 
 #[tokio::test]
