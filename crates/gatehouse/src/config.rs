@@ -461,6 +461,29 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_ingress_samples_load() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let section = doc.split("## Ingress rules").nth(1).unwrap_or_default();
+        let samples: Vec<&str> =
+            section.split("```toml").skip(1).filter_map(|b| b.split("```").next()).take(2).collect();
+        assert_eq!(samples.len(), 2, "two TOML samples under Ingress rules");
+        let c = load(Some(samples[0]), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.ingress.len(), 3);
+        // The second sample, with the catch-all the first ends with.
+        let with_catch_all = format!("{}\n[[ingress]]\nservice = \"http_status:404\"\n", samples[1]);
+        let c = load(Some(&with_catch_all), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let Ok(ingress) = gatehouse_proxy::ingress::validate(&c.ingress) else { panic!("invalid ingress") };
+        let Some(gatehouse_proxy::ingress::Service::Origin(o)) =
+            ingress.resolve("wiki.example.com", "/").map(|s| (**s).clone())
+        else {
+            panic!("no origin")
+        };
+        assert_eq!(o.connect_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(o.keep_alive_connections, 16);
+        assert_eq!(o.keep_alive_timeout, gatehouse_proxy::ingress::DEFAULT_KEEP_ALIVE_TIMEOUT);
+    }
+
+    #[test]
     fn unknown_keys_everywhere_are_errors() {
         for (toml, env) in [
             (Some("nope = 1"), vec![]),
