@@ -127,6 +127,11 @@ impl Conn {
     /// Marks the connection idle (for [`Self::usable`]); `false` when it cannot be reused.
     pub fn park(&mut self, now: Instant) -> bool {
         self.idle_since = now;
+        if self.buf.len() > READ_BUFFER && self.start == self.end {
+            // A large head grew the buffer; an idle connection keeps only the usual size.
+            self.buf.truncate(READ_BUFFER);
+            self.buf.shrink_to_fit();
+        }
         self.start == self.end
     }
 

@@ -263,6 +263,22 @@ async fn close_delimited_and_connection_close_responses_are_not_reused() {
 }
 
 #[tokio::test]
+async fn large_heads_within_the_limit_pass_and_their_connection_is_reused() {
+    let big: &'static str = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok", "b".repeat(40_000)).into_boxed_str(),
+    );
+    let o = answering(big).await;
+    let origins = Origins::new(Duration::from_secs(5));
+    for _ in 0..3 {
+        let Ok(resp) = origins.send(&target(&o), request(Method::GET, "/"), None).await else { panic!("send") };
+        assert_eq!(resp.headers().get("x-big").map(|v| v.len()), Some(40_000));
+        let Ok(body) = resp.into_body().collect().await else { panic!("body") };
+        assert_eq!(&body.to_bytes()[..], b"ok");
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn informational_responses_are_skipped() {
     let o = answering(
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\ngone",
