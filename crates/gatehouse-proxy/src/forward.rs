@@ -197,8 +197,16 @@ impl Origins {
     fn put_back(&self, origin: &Origin, sender: PlainSender) {
         PLAIN.with_borrow_mut(|pools| {
             let pool = pool_of(self.id, pools, &origin.authority);
+            // As for the lean pool: the oldest, at the bottom, are closed once idle too long.
+            // A connection's idle time counts from its last response head.
+            let now = Instant::now();
+            let stale = pool
+                .iter()
+                .take_while(|(since, _)| now.saturating_duration_since(*since) > origin.keep_alive_timeout)
+                .count();
+            pool.drain(..stale);
             if pool.len() < origin.keep_alive_connections {
-                pool.push((Instant::now(), sender));
+                pool.push((now, sender));
             }
         });
     }
@@ -263,9 +271,12 @@ impl Origins {
     }
 
     /// Sends a bodiless request over the lean path: an idle connection of this thread's pool
-    /// (checked still open) or a new one. When a reused connection turns out to have been
-    /// closed by the origin before answering, the request (idempotent, bodiless) is sent once
-    /// more on a new connection.
+    /// (checked still open) or a new one. When a reused connection is closed or reset before
+    /// any byte of a response, the request is sent once more on a new connection: `GET`,
+    /// `HEAD` and `OPTIONS` are idempotent, which RFC 9110 §9.2.2 allows to repeat, as nginx's
+    /// `proxy_next_upstream` does. Usually the origin had closed the idle connection just as
+    /// the request went out; an origin that crashes on a `GET` sees it twice. A new
+    /// connection is never retried.
     async fn send_lean(&self, origin: &Origin, req: Request<Body>) -> Result<Response, OriginFailure> {
         let (parts, _) = req.into_parts();
         let head_only = parts.method == Method::HEAD;
@@ -298,6 +309,7 @@ impl Origins {
                 owner: self.id,
                 authority: origin.authority.clone(),
                 max_idle: origin.keep_alive_connections,
+                idle_timeout: origin.keep_alive_timeout,
             };
             let mut body = origin_h1::OriginBody::new(conn, head.framing, head.reusable, home);
             let body = if body.is_complete() {
@@ -311,6 +323,9 @@ impl Origins {
             let mut resp = Response::new(body);
             *resp.status_mut() = head.status;
             *resp.headers_mut() = head.headers;
+            if let Some(reason) = head.reason {
+                resp.extensions_mut().insert(reason);
+            }
             if head.connection_names_fields {
                 strip_hop_by_hop(resp.headers_mut(), false);
             }
@@ -384,12 +399,18 @@ struct LeanHome {
     owner: u64,
     authority: http::uri::Authority,
     max_idle: usize,
+    idle_timeout: Duration,
 }
 
 impl origin_h1::Home for LeanHome {
     fn put_back(&self, conn: origin_h1::Conn) {
         LEAN.with_borrow_mut(|pools| {
             let pool = pool_of(self.owner, pools, &self.authority);
+            // The oldest are at the bottom, where taking (from the top) rarely reaches under
+            // steady load: those idle too long are closed here.
+            let now = Instant::now();
+            let stale = pool.iter().take_while(|c| c.expired(now, self.idle_timeout)).count();
+            pool.drain(..stale);
             if pool.len() < self.max_idle {
                 pool.push(conn);
             }

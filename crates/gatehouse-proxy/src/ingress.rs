@@ -84,7 +84,8 @@ pub struct OriginRequest {
     /// connection is next wanted (no timer runs for it).
     #[serde(rename = "keepAliveTimeout", default, skip_serializing_if = "Option::is_none")]
     pub keep_alive_timeout: Option<Seconds>,
-    /// Honoured: idle connections kept per origin and proxy thread (default 100; 0 keeps none).
+    /// Honoured: idle connections kept per origin and proxy thread, for bodiless requests and
+    /// for the others each (default 100; 0 keeps none).
     #[serde(rename = "keepAliveConnections", default, skip_serializing_if = "Option::is_none")]
     pub keep_alive_connections: Option<usize>,
     /// Accepted, no effect.

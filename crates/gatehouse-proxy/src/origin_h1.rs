@@ -25,10 +25,11 @@ use tokio::net::TcpStream;
 
 /// The read buffer a connection starts with; response heads may grow it up to [`MAX_HEAD`].
 const READ_BUFFER: usize = 16 * 1024;
-/// The largest response head accepted (hyper's default limit is larger; nginx's is 4–8 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
-/// Header fields accepted in one response head.
-pub const MAX_HEADERS: usize = 128;
+/// The largest response head accepted: hyper's default, so every request gets the same limit
+/// whichever client path it takes.
+pub const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// Header fields accepted in one response head (hyper's default).
+pub const MAX_HEADERS: usize = 100;
 /// Bytes of chunk extensions accepted on one chunk-size line.
 const MAX_CHUNK_EXTENSION: usize = 4096;
 /// Bytes of trailer fields accepted (they are read and dropped).
@@ -84,6 +85,8 @@ pub struct Head {
     /// Whether a `Connection` field names fields to remove: then `headers` still has it and
     /// `forward::strip_hop_by_hop` must run.
     pub connection_names_fields: bool,
+    /// The reason phrase, when it is not the status's usual one (passed on as hyper does).
+    pub reason: Option<hyper::ext::ReasonPhrase>,
 }
 
 /// One connection to an origin, with its buffers.
@@ -117,11 +120,16 @@ impl Conn {
     /// and nothing (no close, no stray bytes) has arrived since its last response. Costs no
     /// system call unless the socket was reported readable.
     pub fn usable(&mut self, now: Instant, idle_timeout: Duration) -> bool {
-        if now.saturating_duration_since(self.idle_since) > idle_timeout || self.start != self.end {
+        if self.expired(now, idle_timeout) || self.start != self.end {
             return false;
         }
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Whether it has been idle longer than `timeout` (for pruning a pool).
+    pub fn expired(&self, now: Instant, timeout: Duration) -> bool {
+        now.saturating_duration_since(self.idle_since) > timeout
     }
 
     /// Marks the connection idle (for [`Self::usable`]); `false` when it cannot be reused.
@@ -129,6 +137,8 @@ impl Conn {
         self.idle_since = now;
         if self.buf.len() > READ_BUFFER && self.start == self.end {
             // A large head grew the buffer; an idle connection keeps only the usual size.
+            self.start = 0;
+            self.end = 0;
             self.buf.truncate(READ_BUFFER);
             self.buf.shrink_to_fit();
         }
@@ -160,7 +170,7 @@ impl Conn {
                     }
                 }
                 if self.end - self.start >= MAX_HEAD {
-                    return Err(ExchangeError::Invalid("the response head is larger than 64 KiB"));
+                    return Err(ExchangeError::Invalid("the response head is larger than 408 KiB"));
                 }
             }
             let n = match std::future::poll_fn(|cx| self.poll_fill(cx, MAX_HEAD)).await {
@@ -246,7 +256,7 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
     let used = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut r, buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::Invalid("more than 128 header fields")),
+        Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::Invalid("more than 100 header fields")),
         Err(_) => return Err(ExchangeError::Invalid("not an HTTP/1.x response head")),
     };
     let status =
@@ -258,6 +268,12 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
         return Ok(Some((used, None)));
     }
     let version = if r.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let reason = match r.reason {
+        Some(text) if !text.is_empty() && status.canonical_reason() != Some(text) => {
+            hyper::ext::ReasonPhrase::try_from(text.as_bytes()).ok()
+        }
+        _ => None,
+    };
     let mut headers = HeaderMap::with_capacity(r.headers.len());
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
@@ -308,9 +324,13 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
     }
     let mut reusable = !close && (version == Version::HTTP_11 || keep_alive);
     if transfer_encoding {
-        // Transfer-Encoding overrides Content-Length; a response with both (or with a
-        // transfer coding in HTTP/1.0) is suspect, so its connection is not reused.
-        if length.is_some() || version == Version::HTTP_10 {
+        // HTTP/1.0 has no transfer codings: refused, as hyper refuses it.
+        if version == Version::HTTP_10 {
+            return Err(ExchangeError::Invalid("Transfer-Encoding in an HTTP/1.0 response"));
+        }
+        // Transfer-Encoding overrides Content-Length; a response with both is suspect, so its
+        // connection is not reused.
+        if length.is_some() {
             reusable = false;
         }
         headers.remove(header::CONTENT_LENGTH);
@@ -329,7 +349,7 @@ pub fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Option<H
     if framing == Framing::UntilClose {
         reusable = false;
     }
-    Ok(Some((used, Some(Head { status, headers, framing, reusable, connection_names_fields }))))
+    Ok(Some((used, Some(Head { status, headers, framing, reusable, connection_names_fields, reason }))))
 }
 
 /// A `Content-Length` value: ASCII digits only, at most 18 of them.
@@ -709,7 +729,16 @@ mod tests {
         assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n").reusable);
         assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n").reusable);
         assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n").reusable);
+        assert!(invalid("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").contains("HTTP/1.0"));
         assert!(!head("HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\n").reusable);
+    }
+
+    #[test]
+    fn unusual_reason_phrases_are_kept() {
+        let h = head("HTTP/1.1 200 Fine Thanks\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!(h.reason.as_ref().map(|r| r.as_bytes()), Some(&b"Fine Thanks"[..]));
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n").reason.is_none());
+        assert!(head("HTTP/1.1 404 \r\nContent-Length: 1\r\n\r\n").reason.is_none());
     }
 
     #[test]
@@ -738,7 +767,7 @@ mod tests {
         assert!(invalid("HTTP/1.1 999999 OK\r\n\r\n").len() > 1);
         assert!(invalid("SSH-2.0-OpenSSH\r\n\r\n").contains("HTTP/1.x"));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: y\r\n")).collect();
-        assert!(invalid(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("128"));
+        assert!(invalid(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("100"));
     }
 
     #[test]
@@ -854,6 +883,54 @@ mod tests {
             let mut text = b"HTTP/1.1 200 OK\r\n".to_vec();
             text.extend_from_slice(&input);
             let _ = parse_head(&text, false);
+        }
+
+        #[test]
+        fn framing_fields_in_any_mix_are_framed_consistently(
+            version in prop_oneof![Just("1.0"), Just("1.1")],
+            status in prop_oneof![Just(200u16), Just(204), Just(304), Just(404), Just(103)],
+            fields in proptest::collection::vec(
+                (
+                    prop_oneof![Just("Content-Length"), Just("Transfer-Encoding"), Just("Connection"), Just("X-Other"), Just("Keep-Alive")],
+                    prop_oneof![Just("0"), Just("5"), Just("5, 5"), Just("5, 6"), Just("-1"), Just("chunked"), Just("gzip, chunked"), Just("chunked, gzip"), Just("close"), Just("keep-alive"), Just("x-other"), Just("")],
+                ),
+                0..6,
+            ),
+            head_only in any::<bool>(),
+        ) {
+            let mut text = format!("HTTP/{version} {status} X\r\n");
+            for (name, value) in &fields {
+                text.push_str(&format!("{name}: {value}\r\n"));
+            }
+            text.push_str("\r\n");
+            match parse_head(text.as_bytes(), head_only) {
+                Ok(Some((used, Some(h)))) => {
+                    prop_assert_eq!(used, text.len());
+                    let te = fields.iter().any(|(n, _)| *n == "Transfer-Encoding");
+                    // Framing fields never reach the client side.
+                    prop_assert!(!h.headers.contains_key(header::TRANSFER_ENCODING));
+                    if te {
+                        prop_assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
+                        prop_assert!(version == "1.1");
+                    }
+                    if head_only || status == 204 || status == 304 {
+                        prop_assert_eq!(h.framing, Framing::Empty);
+                    }
+                    if let Framing::Length(n) = h.framing {
+                        prop_assert!(!te && n == 5);
+                    }
+                    if h.framing == Framing::UntilClose {
+                        prop_assert!(!h.reusable);
+                    }
+                    if fields.iter().any(|(n, v)| *n == "Connection" && v.contains("close")) || (version == "1.0" && !fields.iter().any(|(n, v)| *n == "Connection" && *v == "keep-alive")) {
+                        prop_assert!(!h.reusable);
+                    }
+                }
+                Ok(Some((_, None))) => prop_assert_eq!(status, 103),
+                Ok(None) => prop_assert!(false, "a complete head was reported partial"),
+                Err(ExchangeError::Invalid(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
         }
     }
 }

@@ -304,13 +304,13 @@ async fn malformed_responses_are_502_and_silence_is_504() {
         let o = answering(bad).await;
         assert_eq!(failure(&origins, &o).await, OriginFailure::Unreachable, "{bad}");
     }
-    // A head larger than 64 KiB.
+    // A head larger than hyper's limit, which both client paths share.
     let o = origin_with(Arc::new(|_, mut s| {
         Box::pin(async move {
             if read_request(&mut s).await.is_some() {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\n").await;
-                let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
-                for _ in 0..70 {
+                let line = format!("X-Filler: {}\r\n", "a".repeat(110_000));
+                for _ in 0..4 {
                     if s.write_all(line.as_bytes()).await.is_err() {
                         return;
                     }
@@ -406,4 +406,112 @@ async fn requests_with_bodies_still_reach_the_origin() {
     let Ok(resp) = origins.send(&target(&o), req, None).await else { panic!("send") };
     let Ok(body) = resp.into_body().collect().await else { panic!("body") };
     assert_eq!(&body.to_bytes()[..], b"POST /form HTTP/1.1|a=1&");
+}
+
+#[tokio::test]
+async fn bytes_beyond_the_response_keep_the_connection_out_of_the_pool() {
+    // Extra bytes after a complete body, and a body sent to a HEAD request: neither
+    // connection may carry another request.
+    let origins = Origins::new(Duration::from_secs(5));
+    let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").await;
+    for _ in 0..3 {
+        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
+    let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody").await;
+    for _ in 0..3 {
+        assert_eq!(fetch(&origins, &o, Method::HEAD, "/").await.1, Ok(Vec::new()));
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
+    // HTTP/1.0 with keep-alive is reused; without it, not.
+    let o = answering("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok").await;
+    for _ in 0..3 {
+        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
+    let o = answering("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    for _ in 0..2 {
+        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
+    }
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_closed_reused_connection_is_retried_once_and_a_started_answer_never() {
+    let origins = Origins::new(Duration::from_secs(5));
+    // Connection 0 answers once, then closes on the next request; connection 1 closes
+    // unanswered too. The retry happens once: 502, two connections.
+    let o = origin_with(Arc::new(|n, mut s| {
+        Box::pin(async move {
+            if n == 0 && read_request(&mut s).await.is_some() {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            }
+            let _ = read_request(&mut s).await;
+        })
+    }))
+    .await;
+    assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
+    assert_eq!(failure(&origins, &o).await, OriginFailure::Unreachable);
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
+
+    // Part of a head, then the close: not retried.
+    let o = origin_with(Arc::new(|n, mut s| {
+        Box::pin(async move {
+            if read_request(&mut s).await.is_some() {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            }
+            if n == 0 && read_request(&mut s).await.is_some() {
+                let _ = s.write_all(b"HTTP/1.1 200 O").await;
+            }
+        })
+    }))
+    .await;
+    assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
+    assert_eq!(failure(&origins, &o).await, OriginFailure::Unreachable);
+    assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn unusual_reason_phrases_reach_the_client_side() {
+    let o = answering("HTTP/1.1 403 Not Today\r\nContent-Length: 0\r\n\r\n").await;
+    let origins = Origins::new(Duration::from_secs(5));
+    let Ok(resp) = origins.send(&target(&o), request(Method::GET, "/"), None).await else { panic!("send") };
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let reason = resp.extensions().get::<hyper::ext::ReasonPhrase>().map(|r| r.as_bytes().to_vec());
+    assert_eq!(reason.as_deref(), Some(&b"Not Today"[..]));
+}
+
+#[tokio::test]
+async fn connections_idle_too_long_are_closed_when_others_come_back() {
+    // With keepAliveTimeout = 0, the first connection back is stale by the time the second
+    // comes back, and is closed then; the origin sees the close. Both pools.
+    for method in [Method::GET, Method::DELETE] {
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let o = origin_with(Arc::new(move |n, mut s| {
+            let closed = closed_tx.clone();
+            Box::pin(async move {
+                while read_request(&mut s).await.is_some() {
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.is_err() {
+                        break;
+                    }
+                }
+                let _ = closed.send(n);
+            })
+        }))
+        .await;
+        let origins = Origins::new(Duration::from_secs(5));
+        let t = Origin { keep_alive_timeout: Duration::ZERO, ..target(&o) };
+        let one = async {
+            let Ok(resp) = origins.send(&t, request(method.clone(), "/"), None).await else { panic!("send") };
+            resp.into_body().collect().await.map(|b| b.to_bytes())
+        };
+        let (a, b) = tokio::join!(one, async {
+            let Ok(resp) = origins.send(&t, request(method.clone(), "/"), None).await else { panic!("send") };
+            resp.into_body().collect().await.map(|b| b.to_bytes())
+        });
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(o.accepted.load(Ordering::SeqCst), 2, "{method}: two connections at once");
+        let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx.recv()).await;
+        assert!(matches!(closed, Ok(Some(_))), "{method}: a stale idle connection was left open");
+    }
 }
