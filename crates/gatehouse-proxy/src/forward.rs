@@ -256,18 +256,20 @@ impl Origins {
     ) -> Result<Response, OriginFailure> {
         if client_upgrade.is_none() && !origin.https {
             if lean(&req) {
-                return match tokio::time::timeout(self.response_timeout, self.send_lean(origin, req)).await {
-                    Err(_) => Err(OriginFailure::Timeout),
-                    Ok(result) => result,
-                };
+                return self.within_response_timeout(self.send_lean(origin, req)).await;
             }
-            return match tokio::time::timeout(self.response_timeout, self.send_plain(origin, req)).await {
-                Err(_) => Err(OriginFailure::Timeout),
-                Ok(result) => result.map(to_client),
-            };
+            return self.within_response_timeout(self.send_plain(origin, req)).await.map(to_client);
         }
         // TLS and upgrades: rarer, with a much larger future, kept on the heap.
         Box::pin(self.send_pooled(origin, req, client_upgrade)).await
+    }
+
+    /// `fut`, or a timeout failure once the response timeout has passed.
+    async fn within_response_timeout<T>(
+        &self,
+        fut: impl Future<Output = Result<T, OriginFailure>>,
+    ) -> Result<T, OriginFailure> {
+        tokio::time::timeout(self.response_timeout, fut).await.unwrap_or(Err(OriginFailure::Timeout))
     }
 
     /// Sends a bodiless request over the lean path: an idle connection of this thread's pool
@@ -295,7 +297,7 @@ impl Origins {
             let reused = idle.is_some();
             let mut conn = match idle.take() {
                 Some(c) => c,
-                None => origin_h1::Conn::new(Box::pin(connect_tcp(origin)).await?),
+                None => origin_h1::Conn::new(Box::pin(connect_tcp(origin)).await?, origin.authority.clone()),
             };
             let head = match conn.exchange(&parts, head_only).await {
                 Ok(head) => head,
@@ -307,7 +309,6 @@ impl Origins {
             };
             let home = LeanHome {
                 owner: self.id,
-                authority: origin.authority.clone(),
                 max_idle: origin.keep_alive_connections,
                 idle_timeout: origin.keep_alive_timeout,
             };
@@ -393,11 +394,11 @@ fn lean(req: &Request<Body>) -> bool {
         && http_body::Body::size_hint(req.body()).exact() == Some(0)
 }
 
-/// Where the lean path's connections go back to: this thread's pool.
+/// Where the lean path's connections go back to: this thread's pool for the connection's
+/// origin.
 #[derive(Debug)]
 struct LeanHome {
     owner: u64,
-    authority: http::uri::Authority,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -405,7 +406,7 @@ struct LeanHome {
 impl origin_h1::Home for LeanHome {
     fn put_back(&self, conn: origin_h1::Conn) {
         LEAN.with_borrow_mut(|pools| {
-            let pool = pool_of(self.owner, pools, &self.authority);
+            let pool = pool_of(self.owner, pools, conn.authority());
             // The oldest are at the bottom, where taking (from the top) rarely reaches under
             // steady load: those idle too long are closed here.
             let now = Instant::now();

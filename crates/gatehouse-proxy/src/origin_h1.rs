@@ -93,6 +93,8 @@ pub struct Head {
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
+    /// The origin it is connected to (which pool it belongs in).
+    authority: http::uri::Authority,
     /// Read buffer; bytes `start..end` are received and not yet used.
     buf: Vec<u8>,
     start: usize,
@@ -104,10 +106,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A connection over `stream`.
-    pub fn new(stream: TcpStream) -> Self {
+    /// A connection over `stream`, to the origin at `authority`.
+    pub fn new(stream: TcpStream, authority: http::uri::Authority) -> Self {
         Self {
             stream,
+            authority,
             buf: vec![0; READ_BUFFER],
             start: 0,
             end: 0,
@@ -125,6 +128,11 @@ impl Conn {
         }
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// The origin it is connected to.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
     }
 
     /// Whether it has been idle longer than `timeout` (for pruning a pool).
@@ -428,19 +436,9 @@ impl Chunked {
                         State::Size { value: value << 4 | d, digits: true }
                     }
                     None if !digits => return Err("chunk size missing"),
-                    None => match b {
-                        b' ' | b'\t' => State::SizeSpace(value),
-                        b';' => State::Extension(value),
-                        b'\r' => State::SizeLf(value),
-                        _ => return Err("invalid chunk size"),
-                    },
+                    None => after_size(value, b)?,
                 },
-                State::SizeSpace(value) => match b {
-                    b' ' | b'\t' => State::SizeSpace(value),
-                    b';' => State::Extension(value),
-                    b'\r' => State::SizeLf(value),
-                    _ => return Err("invalid chunk size"),
-                },
+                State::SizeSpace(value) => after_size(value, b)?,
                 State::Extension(value) => match b {
                     b'\r' => State::SizeLf(value),
                     b'\n' => return Err("bare LF in a chunk extension"),
@@ -479,15 +477,18 @@ impl Chunked {
                     }
                     State::Size { value: 0, digits: false }
                 }
-                State::TrailerStart => match b {
-                    b'\r' => State::EndLf,
-                    b'\n' => return Err("bare LF in the trailers"),
-                    _ => self.trailer_byte(State::TrailerLine)?,
-                },
-                State::TrailerLine => match b {
+                // A CR at the start of a line ends the trailers; within a line, the line.
+                State::TrailerStart | State::TrailerLine => match b {
+                    b'\r' if self.state == State::TrailerStart => State::EndLf,
                     b'\r' => State::TrailerLf,
                     b'\n' => return Err("bare LF in the trailers"),
-                    _ => self.trailer_byte(State::TrailerLine)?,
+                    _ => {
+                        self.trailers += 1;
+                        if self.trailers > MAX_TRAILERS {
+                            return Err("trailers too long");
+                        }
+                        State::TrailerLine
+                    }
                 },
                 State::TrailerLf => {
                     if b != b'\n' {
@@ -508,10 +509,15 @@ impl Chunked {
         }
         Ok((i, if self.state == State::Done { Step::Done } else { Step::More }))
     }
+}
 
-    fn trailer_byte(&mut self, next: State) -> Result<State, &'static str> {
-        self.trailers += 1;
-        if self.trailers > MAX_TRAILERS { Err("trailers too long") } else { Ok(next) }
+/// The state after a byte that follows a chunk size's digits (or the spaces after them).
+fn after_size(value: u64, b: u8) -> Result<State, &'static str> {
+    match b {
+        b' ' | b'\t' => Ok(State::SizeSpace(value)),
+        b';' => Ok(State::Extension(value)),
+        b'\r' => Ok(State::SizeLf(value)),
+        _ => Err("invalid chunk size"),
     }
 }
 

@@ -98,6 +98,20 @@ async fn fetch(origins: &Origins, o: &TestOrigin, method: Method, path: &str) ->
     (status, body)
 }
 
+/// Sends `times` requests one after another; each must get `status` and `body`.
+async fn answers_each(
+    origins: &Origins,
+    o: &TestOrigin,
+    method: Method,
+    times: usize,
+    status: StatusCode,
+    body: &[u8],
+) {
+    for _ in 0..times {
+        assert_eq!(fetch(origins, o, method.clone(), "/").await, (status, Ok(body.to_vec())));
+    }
+}
+
 async fn failure(origins: &Origins, o: &TestOrigin) -> OriginFailure {
     match origins.send(&target(o), request(Method::GET, "/"), None).await {
         Ok(r) => panic!("answered {}", r.status()),
@@ -109,9 +123,7 @@ async fn failure(origins: &Origins, o: &TestOrigin) -> OriginFailure {
 async fn connections_are_reused_for_length_chunked_and_bodiless_responses() {
     let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kind: fixed\r\n\r\nhello").await;
     let origins = Origins::new(Duration::from_secs(5));
-    for _ in 0..5 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await, (StatusCode::OK, Ok(b"hello".to_vec())));
-    }
+    answers_each(&origins, &o, Method::GET, 5, StatusCode::OK, b"hello").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1, "five requests, one connection");
 
     // A chunked body sent in pieces, with an extension and a trailer; HEAD answers with a
@@ -187,9 +199,7 @@ async fn a_reused_connection_the_origin_closed_is_replaced_without_failing_the_r
         })
     }))
     .await;
-    for _ in 0..4 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await, (StatusCode::OK, Ok(b"ok".to_vec())));
-    }
+    answers_each(&origins, &o, Method::GET, 4, StatusCode::OK, b"ok").await;
 }
 
 #[tokio::test]
@@ -237,9 +247,7 @@ async fn close_delimited_and_connection_close_responses_are_not_reused() {
     }))
     .await;
     let origins = Origins::new(Duration::from_secs(5));
-    for _ in 0..2 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"until the end".to_vec()));
-    }
+    answers_each(&origins, &o, Method::GET, 2, StatusCode::OK, b"until the end").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
 
     let o = answering("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye").await;
@@ -285,9 +293,7 @@ async fn informational_responses_are_skipped() {
     )
     .await;
     let origins = Origins::new(Duration::from_secs(5));
-    for _ in 0..2 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await, (StatusCode::NOT_FOUND, Ok(b"gone".to_vec())));
-    }
+    answers_each(&origins, &o, Method::GET, 2, StatusCode::NOT_FOUND, b"gone").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -414,25 +420,17 @@ async fn bytes_beyond_the_response_keep_the_connection_out_of_the_pool() {
     // connection may carry another request.
     let origins = Origins::new(Duration::from_secs(5));
     let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").await;
-    for _ in 0..3 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
-    }
+    answers_each(&origins, &o, Method::GET, 3, StatusCode::OK, b"ok").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
     let o = answering("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody").await;
-    for _ in 0..3 {
-        assert_eq!(fetch(&origins, &o, Method::HEAD, "/").await.1, Ok(Vec::new()));
-    }
+    answers_each(&origins, &o, Method::HEAD, 3, StatusCode::OK, &[]).await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
     // HTTP/1.0 with keep-alive is reused; without it, not.
     let o = answering("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok").await;
-    for _ in 0..3 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
-    }
+    answers_each(&origins, &o, Method::GET, 3, StatusCode::OK, b"ok").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
     let o = answering("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-    for _ in 0..2 {
-        assert_eq!(fetch(&origins, &o, Method::GET, "/").await.1, Ok(b"ok".to_vec()));
-    }
+    answers_each(&origins, &o, Method::GET, 2, StatusCode::OK, b"ok").await;
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
 }
 
