@@ -36,13 +36,13 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn nginx(dir: &Path, name: &str, workers: u32, server: &str) -> Child {
+fn nginx(dir: &Path, name: &str, workers: u32, main: &str, server: &str) -> Child {
     let conf = dir.join(format!("{name}.conf"));
     let d = dir.display();
     std::fs::write(
         &conf,
         format!(
-            "worker_processes {workers};\ndaemon off;\nmaster_process on;\nuser root;\npid {d}/{name}.pid;\n\
+            "worker_processes {workers};\n{main}daemon off;\nmaster_process on;\nuser root;\npid {d}/{name}.pid;\n\
              error_log {d}/{name}.err warn;\nevents {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/{name}-body;\n  proxy_temp_path {d}/{name}-proxy;\n\
              fastcgi_temp_path {d}/{name}-fcgi;\n  uwsgi_temp_path {d}/{name}-uwsgi;\n  scgi_temp_path {d}/{name}-scgi;\n\
@@ -77,6 +77,36 @@ struct Run {
     errors: u64,
     /// Share of the machine's CPU time the hypervisor took during the run ("steal").
     steal: f64,
+    /// The busiest proxy thread's (or worker's) share of the proxy's CPU time during the
+    /// run: 1.0 when all connections went to one, 0.5 for an even split of two.
+    busiest: f64,
+}
+
+/// The `/proc` directories of the gateway's public-listener threads (this process).
+fn gateway_threads() -> Vec<std::path::PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .filter_map(|t| t.ok().map(|t| t.path()))
+        .filter(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.starts_with("gatehouse-publi")))
+        .collect()
+}
+
+/// The `/proc` directories of an nginx master's worker processes.
+fn nginx_workers(master: u32) -> Vec<std::path::PathBuf> {
+    let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+    children.split_whitespace().map(|pid| Path::new("/proc").join(pid)).collect()
+}
+
+/// User + system clock ticks of each thread or process so far.
+fn thread_ticks(dirs: &[std::path::PathBuf]) -> Vec<u64> {
+    dirs.iter()
+        .map(|d| {
+            let stat = std::fs::read_to_string(d.join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum()
+        })
+        .collect()
 }
 
 /// Rounds in which the hypervisor took less than this share of the CPU from either run.
@@ -104,19 +134,23 @@ fn ms(v: &str) -> f64 {
     }
 }
 
-fn wrk(port: u16, seconds: u32, connections: u32, headers: &[String]) -> Run {
+fn wrk(port: u16, seconds: u32, connections: u32, headers: &[String], threads: &[std::path::PathBuf]) -> Run {
     let mut c = Command::new("wrk");
     c.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
     for h in headers {
         c.args(["-H", h]);
     }
     let before = cpu_ticks();
+    let busy_before = thread_ticks(threads);
     let out = c.arg(format!("http://127.0.0.1:{port}/")).output().expect("run wrk");
+    let busy: Vec<u64> = thread_ticks(threads).iter().zip(&busy_before).map(|(a, b)| a.saturating_sub(*b)).collect();
+    let all: u64 = busy.iter().sum();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut run = Run::default();
     if let (Some((t0, s0)), Some((t1, s1))) = (before, cpu_ticks()) {
         run.steal = (s1 - s0) as f64 / (t1 - t0).max(1) as f64;
     }
+    run.busiest = busy.iter().max().map_or(f64::NAN, |m| *m as f64 / all.max(1) as f64);
     for line in text.lines() {
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Requests/sec:") {
@@ -160,6 +194,7 @@ async fn main() {
         dir.path(),
         "origin",
         1,
+        "",
         &format!(
             "client_header_buffer_size {header_buffer};\n\
              server {{ listen 127.0.0.1:{origin_port} ; keepalive_requests 100000; \
@@ -172,6 +207,9 @@ async fn main() {
         dir.path(),
         "proxy",
         workers,
+        // nginx leaves its workers unpinned unless told; `BENCH_NGINX_AFFINITY=1` pins them
+        // one per CPU, as the gateway's `proxy.cpu_affinity = "auto"` does its threads.
+        if std::env::var_os("BENCH_NGINX_AFFINITY").is_some() { "worker_cpu_affinity auto;\n" } else { "" },
         &format!(
             "upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 128; keepalive_requests 100000; }}\n\
              server {{ listen 127.0.0.1:{nginx_port}; keepalive_requests 100000; location / {{ proxy_pass http://origin; \
@@ -189,6 +227,10 @@ async fn main() {
         ("GATEHOUSE_ADMIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("GATEHOUSE_LOG_LEVEL".to_owned(), "warn".to_owned()),
         ("GATEHOUSE_PROXY__THREADS".to_owned(), std::env::var("BENCH_THREADS").unwrap_or_else(|_| "0".into())),
+        (
+            "GATEHOUSE_PROXY__CPU_AFFINITY".to_owned(),
+            std::env::var("BENCH_CPU_AFFINITY").unwrap_or_else(|_| "auto".into()),
+        ),
     ];
     let mut config = Config::load_with_env(None, &Overrides::default(), vars).unwrap();
     let rule = |host: Option<&str>, service: String| -> IngressRule {
@@ -319,23 +361,24 @@ async fn main() {
         return;
     }
     println!("warming up...");
-    let _ = wrk(nginx_port, 2, connections, &ng_headers);
-    let _ = wrk(gw_port, 2, connections, &gh_headers);
+    let (ng_threads, gh_threads) = (nginx_workers(proxy.id()), gateway_threads());
+    let _ = wrk(nginx_port, 2, connections, &ng_headers, &ng_threads);
+    let _ = wrk(gw_port, 2, connections, &gh_headers, &gh_threads);
     let (mut ng, mut gh) = (Vec::new(), Vec::new());
-    let run = |port: u16, headers: Vec<String>| {
-        tokio::task::spawn_blocking(move || wrk(port, seconds, connections, &headers))
+    let run = |port: u16, headers: Vec<String>, threads: Vec<std::path::PathBuf>| {
+        tokio::task::spawn_blocking(move || wrk(port, seconds, connections, &headers, &threads))
     };
     for round in 1..=rounds {
         // Alternate which proxy goes first, so a slow spell on the machine falls on both.
         let (n, g) = if round % 2 == 1 {
-            let n = run(nginx_port, ng_headers.clone()).await.unwrap();
-            (n, run(gw_port, gh_headers.clone()).await.unwrap())
+            let n = run(nginx_port, ng_headers.clone(), ng_threads.clone()).await.unwrap();
+            (n, run(gw_port, gh_headers.clone(), gh_threads.clone()).await.unwrap())
         } else {
-            let g = run(gw_port, gh_headers.clone()).await.unwrap();
-            (run(nginx_port, ng_headers.clone()).await.unwrap(), g)
+            let g = run(gw_port, gh_headers.clone(), gh_threads.clone()).await.unwrap();
+            (run(nginx_port, ng_headers.clone(), ng_threads.clone()).await.unwrap(), g)
         };
         println!(
-            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} (errors {}/{}, steal {:.0}%/{:.0}%)",
+            "round {round}: nginx {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | gatehouse {:>9.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} (errors {}/{}, steal {:.0}%/{:.0}%, busiest thread {:.0}%/{:.0}%)",
             n.rps,
             n.p50_ms,
             n.p99_ms,
@@ -347,6 +390,8 @@ async fn main() {
             g.errors,
             n.steal * 100.0,
             g.steal * 100.0,
+            n.busiest * 100.0,
+            g.busiest * 100.0,
         );
         ng.push(n);
         gh.push(g);

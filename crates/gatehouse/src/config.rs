@@ -55,6 +55,19 @@ pub struct ProxyConfig {
     pub log_every_request: bool,
     /// Threads serving the public listener; 0 = one per CPU core.
     pub threads: usize,
+    /// Whether each public-listener thread is kept on a CPU of its own.
+    pub cpu_affinity: CpuAffinity,
+}
+
+/// Whether the public-listener threads are pinned to CPUs (`proxy.cpu_affinity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuAffinity {
+    /// Pin thread *i* to the *i*-th CPU the process may run on, when there is exactly one
+    /// thread per such CPU; otherwise leave placement to the kernel.
+    Auto,
+    /// Never pin.
+    Off,
 }
 
 /// A secret read from configuration; `Debug` prints nothing.
@@ -266,7 +279,7 @@ fn defaults() -> serde_json::Value {
         "log_level": "info",
         "ingress": [],
         "entra": { "clouds": {} },
-        "proxy": { "origin_response_timeout": "100s", "log_every_request": false, "threads": 0 },
+        "proxy": { "origin_response_timeout": "100s", "log_every_request": false, "threads": 0, "cpu_affinity": "auto" },
     })
 }
 
@@ -458,6 +471,19 @@ mod tests {
         assert_eq!(c.data_dir, std::path::PathBuf::from("8080"));
         let err = load(None, &[("GATEHOUSE_PROXY__THREADS", "many")]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("proxy.threads"), "{err}");
+    }
+
+    #[test]
+    fn cpu_affinity_is_auto_unless_turned_off_and_other_values_are_refused() {
+        let c = load(None, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.proxy.cpu_affinity, CpuAffinity::Auto);
+        let c = load(Some("[proxy]\ncpu_affinity = \"off\"\n"), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.proxy.cpu_affinity, CpuAffinity::Off);
+        let err = load(None, &[("GATEHOUSE_PROXY__CPU_AFFINITY", "sometimes")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("proxy.cpu_affinity") && err.contains("auto"), "{err}");
     }
 
     #[test]

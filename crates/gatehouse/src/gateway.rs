@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, CpuAffinity};
 
 /// Why a gateway could not start; exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub struct Gateway {
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
-    public_threads: Vec<tokio::sync::oneshot::Receiver<()>>,
+    public_threads: Vec<std::thread::JoinHandle<()>>,
     refreshers: Vec<JoinHandle<()>>,
 }
 
@@ -118,7 +118,8 @@ impl Gateway {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         };
-        let public_threads = serve_per_core(public, public_service, &rx, threads)
+        let cpus = pin_plan(&allowed_cpus(), threads, config.proxy.cpu_affinity);
+        let public_threads = serve_per_core(public, public_service, &rx, &cpus)
             .map_err(|source| StartError::Bind { addr: public_addr, source })?;
         let tasks = vec![tokio::spawn(serve(admin, admin_router, rx))];
         tracing::info!(%public_addr, %admin_addr, %account_id, backend = ?store.backend_kind(), "gateway started");
@@ -132,7 +133,8 @@ impl Gateway {
             r.abort();
         }
         for t in self.public_threads {
-            let _ = t.await;
+            // Joined, so that its runtime and connections are gone when this returns.
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         for t in self.tasks {
             match t.await {
@@ -171,24 +173,65 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartErro
     l.local_addr().map_err(|source| StartError::Bind { addr, source })
 }
 
-/// Serves the public listener from `threads` threads, each with its own single-threaded
-/// runtime accepting from the same socket: a proxied request, its origin connection and its
-/// response stay on one thread, with no hand-off between threads (as nginx's workers do).
-/// Each returned receiver completes when its thread has finished serving.
+/// The CPUs this process may run on (its affinity mask, which a container's `cpuset` or
+/// `taskset` narrows), in ascending order; empty when it cannot be read.
+fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the CPUs this process may use; threads are not pinned");
+            Vec::new()
+        }
+    }
+}
+
+/// Which CPU each public-listener thread is pinned to, if any. With `auto`, threads are
+/// pinned only when there is exactly one per allowed CPU and more than one: then a busy
+/// thread is never queued behind its sibling on one core while the other core runs
+/// something else. With fewer threads than CPUs (a CPU quota, an explicit
+/// `proxy.threads`) the kernel places them.
+pub fn pin_plan(allowed: &[usize], threads: usize, mode: CpuAffinity) -> Vec<Option<usize>> {
+    let threads = threads.max(1);
+    if mode == CpuAffinity::Auto && threads > 1 && allowed.len() == threads {
+        allowed.iter().copied().map(Some).collect()
+    } else {
+        vec![None; threads]
+    }
+}
+
+/// Keeps the calling thread on `cpu`; a failure is logged and the thread runs unpinned.
+fn pin_current_thread(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+        tracing::warn!(cpu, error = %e, "cannot pin a public listener thread to its CPU");
+    }
+}
+
+/// Serves the public listener from one thread per entry of `cpus` (pinned to that CPU when
+/// it names one), each with its own single-threaded runtime accepting from the same socket:
+/// a proxied request, its origin connection and its response stay on one thread, with no
+/// hand-off between threads (as nginx's workers do). Returns the threads once every one
+/// has started (and pinned itself); each ends when serving has stopped.
 fn serve_per_core(
     listener: TcpListener,
     service: PublicService,
     stop: &watch::Receiver<bool>,
-    threads: usize,
-) -> std::io::Result<Vec<tokio::sync::oneshot::Receiver<()>>> {
+    cpus: &[Option<usize>],
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let std_listener = listener.into_std()?;
-    let mut done = Vec::with_capacity(threads);
-    for i in 0..threads.max(1) {
+    let mut done = Vec::with_capacity(cpus.len());
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    for (i, cpu) in cpus.iter().copied().enumerate() {
         let socket = std_listener.try_clone()?;
-        let (service, stop) = (service.clone(), stop.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (service, stop, started_tx) = (service.clone(), stop.clone(), started_tx.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
+        let thread = std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                pin_current_thread(cpu);
+            }
+            let _ = started_tx.send(());
+            drop(started_tx);
             runtime.block_on(async move {
                 match TcpListener::from_std(socket) {
                     Ok(l) => gatehouse_proxy::public::serve(l, service, stop).await,
@@ -197,9 +240,15 @@ fn serve_per_core(
             });
             // Let connections still open finish their work before the runtime goes.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-            let _ = tx.send(());
         })?;
-        done.push(rx);
+        done.push(thread);
+    }
+    drop(started_tx);
+    // Every thread reports once; the loop ends early only if one died first.
+    for _ in started.iter().take(cpus.len()) {}
+    let pinned: Vec<usize> = cpus.iter().flatten().copied().collect();
+    if !pinned.is_empty() {
+        tracing::info!(cpus = ?pinned, "public listener threads pinned, one per CPU");
     }
     Ok(done)
 }
@@ -238,4 +287,25 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
         }
     });
     Some(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_pinned_only_one_per_allowed_cpu() {
+        use CpuAffinity::{Auto, Off};
+        // The allowed CPUs need not start at 0 or be contiguous (a container's cpuset).
+        assert_eq!(pin_plan(&[0, 1], 2, Auto), [Some(0), Some(1)]);
+        assert_eq!(pin_plan(&[2, 5, 7], 3, Auto), [Some(2), Some(5), Some(7)]);
+        // Fewer or more threads than CPUs, one thread, turned off, or CPUs unknown: unpinned.
+        assert_eq!(pin_plan(&[0, 1, 2, 3], 2, Auto), [None, None]);
+        assert_eq!(pin_plan(&[0, 1], 3, Auto), [None, None, None]);
+        assert_eq!(pin_plan(&[0], 1, Auto), [None]);
+        assert_eq!(pin_plan(&[0, 1], 2, Off), [None, None]);
+        assert_eq!(pin_plan(&[], 2, Auto), [None, None]);
+        // At least one thread, whatever is asked.
+        assert_eq!(pin_plan(&[0, 1], 0, Auto), [None]);
+    }
 }
