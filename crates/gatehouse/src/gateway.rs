@@ -200,11 +200,15 @@ pub fn pin_plan(allowed: &[usize], threads: usize, mode: CpuAffinity) -> Vec<Opt
 }
 
 /// Keeps the calling thread on `cpu`; a failure is logged and the thread runs unpinned.
-fn pin_current_thread(cpu: usize) {
+fn pin_current_thread(cpu: usize) -> bool {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
-        tracing::warn!(cpu, error = %e, "cannot pin a public listener thread to its CPU");
+    match rustix::thread::sched_setaffinity(None, &set) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(cpu, error = %e, "cannot pin a public listener thread to its CPU");
+            false
+        }
     }
 }
 
@@ -221,16 +225,14 @@ fn serve_per_core(
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let std_listener = listener.into_std()?;
     let mut done = Vec::with_capacity(cpus.len());
-    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    // Each thread reports the CPU it was pinned to, if any.
+    let (started_tx, started) = std::sync::mpsc::channel::<Option<usize>>();
     for (i, cpu) in cpus.iter().copied().enumerate() {
         let socket = std_listener.try_clone()?;
         let (service, stop, started_tx) = (service.clone(), stop.clone(), started_tx.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                pin_current_thread(cpu);
-            }
-            let _ = started_tx.send(());
+            let _ = started_tx.send(cpu.filter(|&c| pin_current_thread(c)));
             drop(started_tx);
             runtime.block_on(async move {
                 match TcpListener::from_std(socket) {
@@ -244,9 +246,10 @@ fn serve_per_core(
         done.push(thread);
     }
     drop(started_tx);
-    // Every thread reports once; the loop ends early only if one died first.
-    for _ in started.iter().take(cpus.len()) {}
-    let pinned: Vec<usize> = cpus.iter().flatten().copied().collect();
+    // Every thread reports once (a short wait: no runtime is needed for it); the loop ends
+    // early only if one died first.
+    let mut pinned: Vec<usize> = started.iter().take(cpus.len()).flatten().collect();
+    pinned.sort_unstable();
     if !pinned.is_empty() {
         tracing::info!(cpus = ?pinned, "public listener threads pinned, one per CPU");
     }
