@@ -175,7 +175,7 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartErro
 
 /// The CPUs this process may run on (its affinity mask, which a container's `cpuset` or
 /// `taskset` narrows), in ascending order; empty when it cannot be read.
-fn allowed_cpus() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
         Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
         Err(e) => {
@@ -188,8 +188,8 @@ fn allowed_cpus() -> Vec<usize> {
 /// Which CPU each public-listener thread is pinned to, if any. With `auto`, threads are
 /// pinned only when there is exactly one per allowed CPU and more than one: then a busy
 /// thread is never queued behind its sibling on one core while the other core runs
-/// something else. With fewer threads than CPUs (a CPU quota, an explicit
-/// `proxy.threads`) the kernel places them.
+/// something else. With another number of threads (a CPU quota, `proxy.threads` set to
+/// another number) the kernel places them.
 pub fn pin_plan(allowed: &[usize], threads: usize, mode: CpuAffinity) -> Vec<Option<usize>> {
     let threads = threads.max(1);
     if mode == CpuAffinity::Auto && threads > 1 && allowed.len() == threads {
@@ -233,7 +233,6 @@ fn serve_per_core(
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("gatehouse-public-{i}")).spawn(move || {
             let _ = started_tx.send(cpu.filter(|&c| pin_current_thread(c)));
-            drop(started_tx);
             runtime.block_on(async move {
                 match TcpListener::from_std(socket) {
                     Ok(l) => gatehouse_proxy::public::serve(l, service, stop).await,

@@ -3,14 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gatehouse::config::{Config, Overrides};
-use gatehouse::gateway::Gateway;
+use gatehouse::gateway::{Gateway, allowed_cpus};
 use gatehouse_core::secret::SecretKey;
-
-/// The CPUs this process may run on.
-fn allowed() -> Vec<usize> {
-    let set = rustix::thread::sched_getaffinity(None).unwrap();
-    (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
-}
 
 /// Expands a `/proc` CPU list such as `0-2,5`.
 fn cpu_list(s: &str) -> Vec<usize> {
@@ -58,7 +52,7 @@ async fn start(threads: usize, affinity: &str) -> (Gateway, tempfile::TempDir) {
 /// sees only the threads of the gateway it started, under any test runner.
 #[tokio::test]
 async fn auto_pins_one_thread_per_allowed_cpu_and_nothing_else() {
-    let cpus = allowed();
+    let cpus = allowed_cpus();
     assert!(public_thread_cpus().is_empty());
 
     let (gw, _dir) = start(cpus.len(), "auto").await;
